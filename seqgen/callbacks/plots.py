@@ -1,0 +1,87 @@
+"""Loss curves as a PNG in ``<run>/plots/`` when fitting ends (rank 0 only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class LossCurves(L.Callback):
+    """Records the training loss every ``every_n_steps`` and each validation metric named in
+    ``monitor`` per epoch; writes ``plots/loss.png`` (and ``plots/loss.csv``) at the end of fit.
+    The history travels in checkpoints, so a resumed run plots its whole curve."""
+
+    def __init__(self, train_key: str = "train/loss", val_keys: tuple[str, ...] = ("val/loss",), every_n_steps: int = 1,
+                 dirname: str = "plots"):
+        self.train_key, self.val_keys, self.every_n_steps, self.dirname = train_key, tuple(val_keys), every_n_steps, dirname
+        self.train: list[tuple[int, float]] = []
+        self.val: dict[str, list[tuple[int, float]]] = {k: [] for k in self.val_keys}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_steps:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self.train.append((trainer.global_step, float(loss.detach())))
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        for k in self.val_keys:
+            v = trainer.callback_metrics.get(k)
+            if v is not None:
+                self.val[k].append((trainer.global_step, float(v)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"train": list(self.train), "val": {k: list(v) for k, v in self.val.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.train = [tuple(x) for x in state.get("train", [])]
+        self.val.update({k: [tuple(x) for x in v] for k, v in state.get("val", {}).items()})
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.train and not any(self.val.values()):
+            return
+        folder = Path(trainer.default_root_dir) / self.dirname
+        folder.mkdir(parents=True, exist_ok=True)
+        write_curves(folder / "loss.png", self.train, self.val, self.train_key)
+        with open(folder / "loss.csv", "w") as f:
+            f.write("series,step,value\n")
+            for s, v in self.train:
+                f.write(f"{self.train_key},{s},{v}\n")
+            for k, pts in self.val.items():
+                for s, v in pts:
+                    f.write(f"{k},{s},{v}\n")
+
+
+def write_curves(path: Path, train: list[tuple[int, float]], val: dict[str, list[tuple[int, float]]], train_label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        steps, vals = zip(*train)
+        ax.plot(steps, vals, lw=0.8, alpha=0.6, label=train_label)
+        if len(vals) >= 20:  # moving average so the trend is visible through the noise
+            k = max(5, len(vals) // 50)
+            kernel = torch.ones(k) / k
+            smooth = torch.nn.functional.conv1d(torch.tensor(vals).view(1, 1, -1), kernel.view(1, 1, -1)).view(-1)
+            ax.plot(steps[k - 1 :], smooth.tolist(), lw=1.5, label=f"{train_label} (avg {k})")
+    for key, pts in val.items():
+        if pts:
+            s, v = zip(*pts)
+            ax.plot(s, v, "o-", lw=1.5, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

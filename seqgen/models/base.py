@@ -1,0 +1,64 @@
+"""Shared plumbing of seqgen's LightningModules: optimiser/scheduler from config, compile,
+non-finite loss handling. Subclasses implement one training objective each."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from seqgen.errors import NonFiniteLossError
+from seqgen.models.optim import build_optimizer, build_scheduler, param_groups
+
+
+class SeqgenModule(L.LightningModule):
+    """Base LightningModule. ``optimizer``/``scheduler`` are plain dicts, e.g.
+    ``{"name": "adam", "lr": 2e-3, "weight_decay": 0}`` and ``{"name": "cosine"}``."""
+
+    def __init__(self, optimizer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
+                 skip_nonfinite: bool = False, compile: bool = False):
+        super().__init__()
+        self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3})
+        self.scheduler_cfg = dict(scheduler or {"name": "none"})
+        self.skip_nonfinite = skip_nonfinite
+        self.compile_net = compile
+        self.skipped_steps = 0
+
+    def configure_model(self) -> None:
+        if self.compile_net and hasattr(self, "net") and not getattr(self, "_compiled", False):
+            self.net = torch.compile(self.net)
+            self._compiled = True
+
+    def finite_or_skip(self, loss: Tensor) -> Tensor | None:
+        """Return the loss, or None (Lightning then skips the step) when it is NaN/inf and
+        ``skip_nonfinite`` is set; otherwise raise with the step number."""
+        if torch.isfinite(loss).all():
+            return loss
+        if self.skip_nonfinite:
+            self.skipped_steps += 1
+            self.log("train/skipped_steps", float(self.skipped_steps))
+            return None
+        raise NonFiniteLossError(
+            f"loss became {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}); "
+            "training stopped. Lower the learning rate, clip gradients (trainer.gradient_clip_val), "
+            "or set model.skip_nonfinite=true to skip such steps."
+        )
+
+    def configure_optimizers(self) -> Any:
+        cfg = dict(self.optimizer_cfg)
+        name, lr = cfg.pop("name", "adam"), cfg.pop("lr", 1e-3)
+        wd = cfg.pop("weight_decay", 0.0)
+        decay_all = cfg.pop("decay_norm_and_bias", False)
+        opt = build_optimizer(param_groups(self, wd, decay_all), name, lr, **cfg)
+        scfg = dict(self.scheduler_cfg)
+        sname = scfg.pop("name", "none")
+        total = None
+        if sname in ("cosine", "onecycle"):
+            total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else None
+            if total is not None and not math.isfinite(total):
+                total = None
+        sched = build_scheduler(opt, sname, total_steps=total, **scfg)
+        return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}

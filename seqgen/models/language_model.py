@@ -1,0 +1,126 @@
+"""LanguageModel: next-token prediction with truncated backpropagation through time.
+
+Lightning 2 has no built-in truncated BPTT, so it lives here, in a dozen lines as in
+pytorch/examples: the data module yields contiguous chunks (see
+:mod:`seqgen.data.language_modeling`); the recurrent state left by one chunk is the initial
+state of the next, detached so gradients stop at the chunk boundary. States are kept per
+stage (train/val/test) and reset at the start of every epoch and of every evaluation, so a
+validation pass in the middle of training never disturbs the training stream.
+
+Metrics are exact token-weighted means (torchmetrics ``MeanMetric`` with the token count as
+weight, synchronised across DDP ranks): ``loss`` in nats/token, ``ppl = exp(loss)`` and, for
+character models, ``bpc = loss / ln 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.aggregation import MeanMetric
+
+from seqgen.models.base import SeqgenModule
+from seqgen.nets.recurrent import State, detach_state
+from seqgen.utils import build, to_plain
+
+
+class LanguageModel(SeqgenModule):
+    """Args:
+    vocab_size: from the data module.
+    net: ``{"_target_": "seqgen.nets.RNNLM", ...}`` (plain data: saved in the checkpoint) or a module.
+    level: ``char`` or ``word`` (from the data module): chooses whether ``bpc`` is reported.
+    optimizer, scheduler, skip_nonfinite, compile: see :class:`SeqgenModule`.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        net: dict[str, Any] | torch.nn.Module,
+        level: str = "char",
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        skip_nonfinite: bool = False,
+        compile: bool = False,
+    ):
+        super().__init__(optimizer, scheduler, skip_nonfinite, compile)
+        plain_net = isinstance(net, dict)
+        self.save_hyperparameters(ignore=[] if plain_net else ["net"])
+        if plain_net:
+            self.hparams["net"] = to_plain(net)
+        self.net = build(net, vocab_size=vocab_size) if plain_net else net
+        self.vocab_size, self.level = vocab_size, level
+        self._states: dict[str, State | None] = {}
+        self.eval_loss = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+
+    # -- truncated BPTT state -------------------------------------------------------------
+    def _state(self, stage: str, batch_size: int) -> State | None:
+        state = self._states.get(stage)
+        if state is None:
+            return None
+        h = state[0] if isinstance(state, tuple) else state
+        return state if h.size(1) == batch_size else None
+
+    def reset_state(self, stage: str) -> None:
+        self._states[stage] = None
+
+    def on_train_epoch_start(self) -> None:
+        self.reset_state("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self.reset_state("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.reset_state("test")
+
+    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        return self.net(tokens, state)
+
+    def _loss(self, stage: str, batch: tuple[Tensor, Tensor]) -> Tensor:
+        x, y = batch
+        logits, state = self.net(x, self._state(stage, x.size(0)))
+        self._states[stage] = detach_state(state)  # the truncation point
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
+        loss = self._loss("train", batch)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=False)
+        return self.finite_or_skip(loss)
+
+    def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> None:
+        loss = self._loss(stage, batch)
+        self.eval_loss[stage].update(loss.detach(), weight=batch[1].numel())
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def _log_eval(self, stage: str) -> None:
+        metric = self.eval_loss[stage]
+        if metric.update_count == 0:
+            return
+        loss = metric.compute()  # token-weighted mean over all ranks
+        metric.reset()
+        self.log(f"{stage}/loss", loss, prog_bar=True)
+        self.log(f"{stage}/ppl", torch.exp(loss.clamp(max=50.0)))
+        if self.level == "char":
+            self.log(f"{stage}/bpc", loss / math.log(2), prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+
+    @torch.no_grad()
+    def generate(self, prompt: Tensor, max_new_tokens: int = 200, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None,
+                 generator: torch.Generator | None = None) -> Tensor:
+        from seqgen.nets.language import sample_continuation
+
+        net = getattr(self.net, "_orig_mod", self.net)
+        return sample_continuation(net, prompt.to(self.device), max_new_tokens, temperature, top_k, top_p, generator)

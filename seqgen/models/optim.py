@@ -1,0 +1,80 @@
+"""Optimisers and LR schedulers by name, with the valid names listed on a typo."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqgen.errors import ConfigError
+
+OPTIMIZERS = {
+    "sgd": torch.optim.SGD,
+    "adagrad": torch.optim.Adagrad,
+    "rmsprop": torch.optim.RMSprop,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
+SCHEDULERS = ("none", "step", "cosine", "onecycle", "plateau", "exponential")
+
+
+def param_groups(module: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices/kernels only; biases, norms and embeddings' 1-D params excluded."""
+    if decay_norm_and_bias or weight_decay == 0:
+        return [{"params": [p for p in module.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    decay, no_decay, seen = [], [], set()
+    for p in module.parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(params: Iterable[Any], name: str = "adam", lr: float = 1e-3, **kwargs: Any) -> torch.optim.Optimizer:
+    key = str(name).lower()
+    if key not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; available: {', '.join(OPTIMIZERS)}")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
+        raise ConfigError(f"optimizer.lr must be a positive number, got {lr!r}")
+    if key == "sgd":
+        kwargs.setdefault("momentum", 0.0)
+        if kwargs.get("nesterov") and not kwargs["momentum"]:
+            raise ConfigError("Nesterov SGD needs momentum > 0")
+    try:
+        return OPTIMIZERS[key](params, lr=lr, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"optimizer {name!r}: {e}") from e
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, name: str = "none", total_steps: int | None = None,
+                    monitor: str = "val/loss", **kw: Any) -> dict[str, Any] | None:
+    """Return a Lightning ``lr_scheduler`` dict, or None for ``none``."""
+    key = str(name).lower()
+    if key not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {name!r}; available: {', '.join(SCHEDULERS)}")
+    if key == "none":
+        return None
+    interval = "epoch"
+    if key == "step":
+        sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=kw.get("step_size", 1), gamma=kw.get("gamma", 0.5))
+    elif key == "exponential":
+        sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=kw.get("gamma", 0.9))
+    elif key == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=kw.get("factor", 0.25), patience=kw.get("patience", 0))
+        return {"scheduler": sched, "interval": "epoch", "monitor": monitor}
+    elif key == "cosine":
+        if not total_steps:
+            raise ConfigError("the cosine scheduler needs a known number of training steps")
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=kw.get("eta_min", 0.0))
+        interval = "step"
+    else:  # onecycle
+        if not total_steps:
+            raise ConfigError("the one-cycle scheduler needs a known number of training steps")
+        max_lr = [g["lr"] for g in optimizer.param_groups]
+        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps,
+                                                    pct_start=kw.get("pct_start", 0.3))
+        interval = "step"
+    return {"scheduler": sched, "interval": interval}

@@ -1,0 +1,18 @@
+"""Plain torch architectures: tensors in, tensors out. No Lightning, Hydra or files."""
+
+from seqgen.nets.language import RNNLM, filter_logits, sample_continuation
+from seqgen.nets.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, Recurrent, RNNCell, detach_state
+
+__all__ = [
+    "GRU",
+    "GRUCell",
+    "LSTM",
+    "LSTMCell",
+    "RNN",
+    "RNNCell",
+    "RNNLM",
+    "Recurrent",
+    "detach_state",
+    "filter_logits",
+    "sample_continuation",
+]

@@ -1,0 +1,180 @@
+"""``run(cfg) -> metrics``: the one training entry point behind ``scripts/train.py``.
+
+Builds the data module, the LightningModule (given the data module's ``dims`` such as
+``vocab_size``), callbacks, loggers and the Trainer from a composed Hydra config; fits; tests;
+prints and saves the final metrics. Importable: tests and sweepers call it in-process.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from seqgen.callbacks import CheckpointExtras, EpochSeed
+from seqgen.config import validate
+from seqgen.errors import CheckpointError, ConfigError
+from seqgen.utils import build, locate
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to ``<name>.tmp`` and rename it into place: a kill or a full disk
+    during a save never leaves a truncated ``last.ckpt`` as the only copy."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
+    return build(_plain(cfg.data))
+
+
+def build_model(cfg: DictConfig, dims: dict[str, Any]) -> L.LightningModule:
+    spec = _plain(cfg.model)
+    cls = locate(spec["_target_"])
+    params = inspect.signature(cls).parameters
+    accepts_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    extra = {k: v for k, v in dims.items() if accepts_all or k in params}
+    return build(spec, **extra)
+
+
+def _instantiate_group(group: Any) -> list[Any]:
+    out = []
+    for _, conf in (group or {}).items():
+        if conf is not None and "_target_" in conf:
+            out.append(instantiate(conf))
+    return out
+
+
+def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
+    """``ckpt_path``: a .ckpt file, a run folder (its ``checkpoints/last.ckpt``), or ``last``
+    (the newest ``last.ckpt`` of this task under ``paths.log_dir``)."""
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path == "last":
+        root = Path(cfg.paths.log_dir) / str(cfg.task_name)
+        current = Path(cfg.paths.output_dir).resolve()
+        found = [p for p in root.glob("*/checkpoints/last.ckpt") if p.parent.parent.resolve() != current]
+        if not found:
+            raise CheckpointError(f"ckpt_path=last: no {root}/*/checkpoints/last.ckpt from an earlier run of {cfg.task_name!r}")
+        return str(max(found, key=lambda p: p.stat().st_mtime))
+    path = Path(ckpt_path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    check_checkpoint(path, cfg)
+    return str(path)
+
+
+def check_checkpoint(path: Path, cfg: DictConfig | None = None) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``) and check it belongs to this task."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {type(e).__name__}: {e}") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    if cfg is not None:
+        info = ckpt.get("seqgen", {})
+        task = info.get("task")
+        if task and task != cfg.get("task_name"):
+            raise CheckpointError(f"{path} was written by task {task!r}, not {cfg.get('task_name')!r}")
+    return ckpt
+
+
+@rank_zero_only
+def _report(metrics: dict[str, float], output_dir: Path, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in sorted(metrics):
+        table.add_row(k, f"{metrics[k]:.4f}")
+    Console().print(table)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train (and test) the task described by ``cfg``; return the final metrics."""
+    validate(OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
+
+    datamodule = build_datamodule(cfg)
+    if _is_rank_zero():
+        datamodule.prepare_data()
+    datamodule.setup("fit")
+    model = build_model(cfg, datamodule.dims)
+
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    loggers = _instantiate_group(cfg.get("logger"))
+    if not loggers:  # LearningRateMonitor needs a logger
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    if cfg.get("seed") is not None:
+        callbacks.append(EpochSeed(cfg.seed))
+    callbacks.append(CheckpointExtras(str(cfg.task_name)))
+    try:
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                         plugins=[AtomicCheckpointIO()])
+    except TypeError as e:
+        raise ConfigError(f"trainer: {e}") from e
+    for lg in loggers:
+        if hasattr(lg, "log_hyperparams"):
+            lg.log_hyperparams({"task_name": str(cfg.task_name), "seed": cfg.get("seed")})
+
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        test_ckpt = best if (best and cfg.get("train", True)) else None
+        if not cfg.get("train", True) and ckpt_path:
+            test_ckpt = ckpt_path
+        trainer.test(model, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1})
+    _report(metrics, output_dir, f"{cfg.task_name}: final metrics")
+    return metrics
+
+
+def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(f"optimized_metric {name!r} was not logged; logged: {', '.join(sorted(metrics))}")
+    return metrics[name]
