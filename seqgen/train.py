@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqgen.callbacks import CheckpointExtras, EpochSeed
 from seqgen.config import validate
-from seqgen.errors import CheckpointError, ConfigError
+from seqgen.errors import CheckpointError, ConfigError, NonFiniteLossError
 from seqgen.utils import build, locate
 
 
@@ -128,7 +128,14 @@ def _report(metrics: dict[str, float], output_dir: Path, title: str) -> None:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) the task described by ``cfg``; return the final metrics."""
-    validate(OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg)
+    if isinstance(cfg, DictConfig):
+        user = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        missing = sorted(OmegaConf.missing_keys(user))
+        if missing:
+            raise ConfigError(f"missing required value(s): {', '.join(missing)} (set them as key=value)")
+        validate(OmegaConf.to_container(user, resolve=False))
+    else:
+        validate(cfg)
     output_dir = Path(cfg.paths.output_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -158,7 +165,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
             lg.log_hyperparams({"task_name": str(cfg.task_name), "seed": cfg.get("seed")})
 
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except NonFiniteLossError as e:
+            last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+            raise NonFiniteLossError(f"{e} Last good checkpoint: {last or 'none was saved before the fault'}") from e
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

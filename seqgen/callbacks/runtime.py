@@ -10,18 +10,21 @@ from lightning.pytorch import seed_everything
 
 
 class EpochSeed(L.Callback):
-    """Re-seed every RNG at the start of each training epoch with ``seed + epoch``.
+    """Re-seed every RNG just before the first training batch of each epoch with ``seed + epoch``.
 
-    The random stream of epoch ``k`` (dropout masks, shuffling order) then depends only on
-    ``seed`` and ``k``, never on what ran before: a run resumed from an epoch-end checkpoint
-    reproduces an uninterrupted run exactly (with ``trainer.deterministic=true``).
+    The random stream of epoch ``k`` (dropout masks, noise) then depends only on ``seed`` and
+    ``k``, never on what ran before: a run resumed from an epoch-end checkpoint reproduces an
+    uninterrupted run exactly (with ``trainer.deterministic=true``). It is done at the first
+    batch rather than at ``on_train_epoch_start`` because a resumed Lightning loop creates the
+    data iterator (which draws from the global RNG) at a different moment than a running one.
     """
 
     def __init__(self, seed: int):
         self.seed = int(seed)
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        seed_everything(self.seed + trainer.current_epoch, workers=True, verbose=False)
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if batch_idx == 0:
+            seed_everything(self.seed + trainer.current_epoch, workers=True, verbose=False)
 
 
 class CheckpointExtras(L.Callback):

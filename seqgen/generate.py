@@ -1,0 +1,130 @@
+"""Sampling text from a trained language-model checkpoint (used by ``scripts/generate.py``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+
+from seqgen.data.tokenizers import CharTokenizer, Tokenizer
+from seqgen.errors import CheckpointError, ConfigError
+
+
+@dataclass
+class GenerateArgs:
+    ckpt: str = ""
+    prompt: str = "The "
+    max_new_tokens: int = 300
+    temperature: float = 0.8
+    top_k: int | None = None
+    top_p: float | None = None
+    num_samples: int = 1
+    seed: int = 0
+    oov: str = "error"  # what to do with prompt characters outside the vocabulary: error | drop | unk
+    out: str | None = None  # default: <run dir>/samples/generated_<time>.txt
+    device: str = "cpu"
+
+
+def parse_args(argv: list[str]) -> GenerateArgs:
+    """``key=value`` arguments, checked against :class:`GenerateArgs` (unknown keys listed)."""
+    known = {f.name: f for f in fields(GenerateArgs)}
+    values: dict[str, object] = {}
+    for arg in argv:
+        key, sep, raw = arg.partition("=")
+        key = key.lstrip("-").replace("-", "_")
+        if not sep:
+            raise ConfigError(f"arguments are key=value, got {arg!r}; keys: {', '.join(known)}")
+        if key not in known:
+            raise ConfigError(f"unknown argument {key!r}; valid: {', '.join(known)}")
+        typ = str(known[key].type)
+        try:
+            if raw.lower() in ("null", "none") and "None" in typ:
+                values[key] = None
+            elif typ.startswith("int"):
+                values[key] = int(raw)
+            elif typ.startswith("float"):
+                values[key] = float(raw)
+            else:
+                values[key] = raw.encode().decode("unicode_escape") if key == "prompt" else raw
+        except ValueError:
+            raise ConfigError(f"{key} must be {typ.split(' ')[0]}, got {raw!r}") from None
+    args = GenerateArgs(**values)  # type: ignore[arg-type]
+    if not args.ckpt:
+        raise ConfigError("ckpt=<checkpoint file or run folder> is required")
+    if args.max_new_tokens <= 0 or args.num_samples <= 0:
+        raise ConfigError("max_new_tokens and num_samples must be positive")
+    if args.temperature <= 0:
+        raise ConfigError(f"temperature must be > 0, got {args.temperature}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ConfigError(f"top_p must be in (0, 1], got {args.top_p}")
+    if args.oov not in ("error", "drop", "unk"):
+        raise ConfigError(f"oov must be error, drop or unk, got {args.oov!r}")
+    return args
+
+
+def find_checkpoint(path: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        for cand in (p / "checkpoints" / "last.ckpt", p / "last.ckpt"):
+            if cand.is_file():
+                return cand
+        raise CheckpointError(f"no checkpoints/last.ckpt in run folder {p}")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    return p
+
+
+def load_language_model(path: str, device: str = "cpu"):
+    """Return ``(model, tokenizer, info)`` from a seqgen LM checkpoint, loaded with weights_only=True."""
+    from seqgen.models import LanguageModel
+
+    ckpt_path = find_checkpoint(path)
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{ckpt_path}: not a readable checkpoint (truncated or corrupt?): {type(e).__name__}: {e}") from e
+    info = ckpt.get("seqgen") if isinstance(ckpt, dict) else None
+    if not info or info.get("model_class") != "LanguageModel" or not info.get("tokenizer"):
+        kind = (info or {}).get("model_class", "unknown")
+        raise CheckpointError(f"{ckpt_path} is not a seqgen language-model checkpoint (model: {kind}); "
+                              "generate.py needs one written by a language-model task such as char_lm")
+    model = LanguageModel.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True)
+    model.eval()
+    return model, Tokenizer.from_dict(info["tokenizer"]), info
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str, oov: str) -> list[int]:
+    if not prompt:
+        raise ConfigError("the prompt is empty: give prompt=\"some text\" to continue")
+    if isinstance(tokenizer, CharTokenizer):
+        bad = tokenizer.unknown(prompt)
+        if bad and oov == "error":
+            raise ConfigError(f"the prompt has characters outside the model's vocabulary: {bad!r}; "
+                              "use oov=drop to remove them or oov=unk to feed them as <unk>")
+        if bad and oov == "drop":
+            prompt = "".join(c for c in prompt if c in tokenizer.stoi)
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise ConfigError("nothing of the prompt is left after dropping out-of-vocabulary characters")
+    return ids
+
+
+def generate(args: GenerateArgs) -> tuple[list[str], Path]:
+    model, tokenizer, _ = load_language_model(args.ckpt, args.device)
+    ids = encode_prompt(tokenizer, args.prompt, args.oov)
+    prompt = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=model.device)
+    gen = torch.Generator(device=model.device).manual_seed(args.seed)
+    out = model.generate(prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, generator=gen)
+    texts = [args.prompt + tokenizer.decode(row.tolist()) for row in out]
+    if args.out:
+        dest = Path(args.out)
+    else:
+        run_dir = find_checkpoint(args.ckpt).parent.parent
+        dest = run_dir / "samples" / f"generated_{time.strftime('%Y%m%d-%H%M%S')}.txt"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text(("\n" + "-" * 60 + "\n").join(texts) + "\n", encoding="utf-8")
+    tmp.replace(dest)
+    return texts, dest

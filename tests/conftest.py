@@ -1,0 +1,76 @@
+"""Shared fixtures: compose task configs in-process (Hydra compose API) and run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
+
+# two pytest-xdist workers share two cores: one thread each keeps them from fighting
+torch.set_num_threads(int(os.environ.get("SEQGEN_TEST_THREADS", "1")))
+
+
+def make_cfg(tmp_path: Path, overrides: list[str] | None = None) -> DictConfig:
+    """Compose ``conf/train.yaml`` with ``overrides`` as scripts/train.py would, with the run
+    folder under ``tmp_path``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose("train", overrides=list(overrides or []), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.paths.log_dir = str(tmp_path / "outputs")
+    return cfg
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    return lambda overrides=None, sub="": make_cfg(tmp_path / sub if sub else tmp_path, overrides)
+
+
+def shared_data_dir() -> Path | None:
+    d = os.environ.get("SEQGEN_DATA_DIR")
+    return Path(d) if d and Path(d).is_dir() else None
+
+
+def run_script(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("SEQGEN_TEST_THREADS", None)
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+class PoisonAt:
+    """Test callback: make the LM's decoder bias NaN during training step ``step`` only."""
+
+    def __new__(cls, *args, **kwargs):
+        import lightning as L
+
+        class _Poison(L.Callback):
+            def __init__(self, step: int):
+                self.step, self.saved = step, None
+
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                if trainer.global_step == self.step and self.saved is None:
+                    bias = pl_module.net.decoder.bias
+                    self.saved = bias.detach().clone()
+                    with torch.no_grad():
+                        bias.fill_(float("nan"))
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                if self.saved is not None and not torch.isfinite(pl_module.net.decoder.bias).all():
+                    with torch.no_grad():
+                        pl_module.net.decoder.bias.copy_(self.saved)
+
+        return _Poison(*args, **kwargs)

@@ -1,0 +1,95 @@
+"""The command line: scripts/train.py (single process and DDP on CPU) and scripts/generate.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import ROOT, run_script
+
+TRAIN = str(ROOT / "scripts" / "train.py")
+GENERATE = str(ROOT / "scripts" / "generate.py")
+SMALL = ["model.net.hidden_size=48", "model.net.embedding_dim=16", "model.net.num_layers=1", "data.batch_size=8",
+         "data.bptt=32", "trainer.limit_train_batches=8", "trainer.limit_val_batches=3", "trainer.limit_test_batches=3",
+         "callbacks.text_samples.max_new_tokens=40", "trainer.enable_model_summary=false"]
+
+pytestmark = pytest.mark.cli
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("cli")
+    proc = run_script([TRAIN, "trainer.max_epochs=1", *SMALL], cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((cwd / "outputs" / "char_lm").iterdir())
+    assert len(runs) == 1
+    return runs[0], proc
+
+
+def test_train_cli_writes_run_folder(trained_run):
+    run_dir, proc = trained_run
+    for rel in (".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/last.ckpt", "metrics.csv", "metrics.json",
+                "plots/loss.png", "samples/epoch_000.txt", "samples/final.txt"):
+        assert (run_dir / rel).is_file(), rel
+    assert "test/bpc" in proc.stdout and "final metrics" in proc.stdout
+    assert "val/bpc" in (run_dir / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_generate_cli_prints_and_saves(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    out = tmp_path / "gen.txt"
+    proc = run_script([GENERATE, f"ckpt={run_dir}", "prompt=def ", "max_new_tokens=50", "num_samples=2",
+                       "temperature=0.9", "top_p=0.9", f"out={out}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert text.count("def ") >= 2 and "--- sample 1 ---" in proc.stdout
+    assert len(text) > 2 * 50
+
+
+@pytest.mark.parametrize("args,message", [
+    (["prompt="], "prompt is empty"),
+    (["prompt=漢字"], "outside the model's vocabulary"),
+    (["temperature=0"], "temperature"),
+    (["tempreature=1"], "unknown argument 'tempreature'"),
+])
+def test_generate_cli_bad_input(trained_run, tmp_path, args, message):
+    run_dir, _ = trained_run
+    before = sorted((run_dir / "samples").iterdir())
+    proc = run_script([GENERATE, f"ckpt={run_dir}", *args], tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert sorted((run_dir / "samples").iterdir()) == before, "a failed call left output behind"
+
+
+def test_generate_cli_bad_checkpoints(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    proc = run_script([GENERATE, f"ckpt={tmp_path}/missing.ckpt"], tmp_path)
+    assert proc.returncode == 2 and "not found" in proc.stderr
+    truncated = tmp_path / "trunc.ckpt"
+    truncated.write_bytes((run_dir / "checkpoints" / "last.ckpt").read_bytes()[:5000])
+    proc = run_script([GENERATE, f"ckpt={truncated}"], tmp_path)
+    assert proc.returncode == 2 and "truncated or corrupt" in proc.stderr
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}, "seqgen": {"task": "x", "model_class": "Classifier"}}, other)
+    proc = run_script([GENERATE, f"ckpt={other}"], tmp_path)
+    assert proc.returncode == 2 and "not a seqgen language-model checkpoint" in proc.stderr
+
+
+def test_train_cli_unknown_task_and_typo(tmp_path):
+    proc = run_script([TRAIN, "task=char_llm"], tmp_path)
+    assert proc.returncode != 0 and "char_lm" in proc.stderr and "Available options" in proc.stderr
+    proc = run_script([TRAIN, "trainer.max_epoch=1"], tmp_path)
+    assert proc.returncode != 0 and "max_epoch" in proc.stderr
+    proc = run_script([TRAIN, "data.batch_size=-4"], tmp_path)
+    assert proc.returncode == 2 and "data.batch_size must be a positive integer" in proc.stderr
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_train_cli_ddp_cpu_two_processes(tmp_path):
+    proc = run_script([TRAIN, "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=1", *SMALL,
+                       "callbacks.progress_bar=null"], tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = list((tmp_path / "outputs" / "char_lm").iterdir())
+    assert len(runs) == 1, f"DDP made more than one run folder: {runs}"
+    run_dir = runs[0]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "metrics.json").is_file()
+    assert "world_size: 2" in proc.stderr or "distributed_backend=gloo" in proc.stderr

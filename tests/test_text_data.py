@@ -1,0 +1,151 @@
+"""Tokenizers and language-modelling data: round trips on real text, contiguous batching,
+per-rank shards, truncated-BPTT chunks, clear errors for bad corpora."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import shared_data_dir
+from seqgen.data import CharTokenizer, LMDataModule, TokenStream, WordTokenizer, batchify, load_tokenizer
+from seqgen.data.corpora import multi30k_lines, pydoc_topics, text_files
+from seqgen.data.language_modeling import chunk_lengths
+from seqgen.errors import ConfigError, DataError
+
+
+def test_pydoc_corpus_is_real_and_split():
+    c = pydoc_topics()
+    total = len(c.train) + len(c.valid) + len(c.test)
+    assert 400_000 < total < 600_000
+    assert 0.03 < len(c.test) / total < 0.08 and 0.03 < len(c.valid) / total < 0.08
+    assert c.test not in c.train and "def" in c.train
+
+
+def test_char_tokenizer_round_trip_and_save(tmp_path):
+    c = pydoc_topics()
+    tok = CharTokenizer.train(c.train)
+    assert 90 < tok.vocab_size < 130
+    sample = c.train[:5000]
+    assert tok.decode(tok.encode(sample)) == sample
+    tok.save(tmp_path / "tok.json")
+    again = load_tokenizer(tmp_path / "tok.json")
+    assert again.encode(sample) == tok.encode(sample) and again.vocab_size == tok.vocab_size
+    assert load_tokenizer(tok.to_dict()).itos == tok.itos
+    # unseen characters map to <unk> (id 0) and are reported
+    assert tok.encode("漢")[0] == 0 and tok.unknown("a漢b") == ["漢"]
+    with pytest.raises(DataError, match="outside the vocabulary"):
+        tok.decode([tok.vocab_size])
+
+
+def test_word_tokenizer_min_freq_max_size():
+    lines = ["a b c a", "a b d", "e"]
+    tok = WordTokenizer.train(lines, min_freq=2)
+    assert tok.itos == ["<unk>", "<eos>", "a", "b"]
+    assert tok.encode("a c b", add_eos=True) == [2, 0, 3, 1]
+    assert WordTokenizer.train(lines, max_size=3).itos == ["<unk>", "<eos>", "a"]
+    with pytest.raises(DataError, match="empty"):
+        WordTokenizer.train(["", "  "])
+    with pytest.raises(ConfigError, match="max_size"):
+        WordTokenizer.train(lines, max_size=2)
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="needs SEQGEN_DATA_DIR with multi30k/ (set by .ci/run)")
+def test_multi30k_real_text_round_trip_with_unicode():
+    root = shared_data_dir()
+    de = multi30k_lines(root, "valid", "de")
+    assert len(de) == 1014 and any(ch in "".join(de) for ch in "äöüß")
+    tok = CharTokenizer.train("\n".join(multi30k_lines(root, "train", "de")))
+    for line in de[:200]:
+        if not tok.unknown(line):
+            assert tok.decode(tok.encode(line)) == line
+    en = multi30k_lines(root, "train", "en")
+    assert len(en) == 29000
+    wt = WordTokenizer.train(en, min_freq=2)
+    assert wt.decode(wt.encode(en[0])) .split() == [w if w in wt.stoi else "<unk>" for w in en[0].split()]
+
+
+def test_batchify_rows_are_contiguous():
+    stream = torch.arange(103)
+    rows = batchify(stream, 4)
+    assert rows.shape == (4, 25)
+    for r in range(4):
+        assert torch.equal(rows[r], torch.arange(r * 25, (r + 1) * 25))
+    with pytest.raises(DataError, match="too short"):
+        batchify(torch.arange(5), 4)
+
+
+def test_token_stream_chunks_tile_the_rows():
+    data = batchify(torch.arange(1000), 4)
+    ds = TokenStream(data, bptt=35)
+    chunks = list(ds)
+    assert len(chunks) == len(ds)
+    xs = torch.cat([x for x, _ in chunks], 1)
+    ys = torch.cat([y for _, y in chunks], 1)
+    assert torch.equal(xs, data[:, :-1]) and torch.equal(ys, data[:, 1:])
+
+
+def test_bptt_jitter_is_seeded_per_epoch():
+    epoch = {"e": 0}
+    data = batchify(torch.arange(5000), 2)
+    ds = TokenStream(data, bptt=35, jitter=True, seed=3, epoch_fn=lambda: epoch["e"])
+    a = ds.lengths()
+    assert a == ds.lengths() and sum(a) == data.size(1) - 1 and len(set(a)) > 3
+    epoch["e"] = 1
+    assert ds.lengths() != a
+    assert chunk_lengths(71, 35, False, None) == [35, 35]
+
+
+class _FakeTrainer:
+    def __init__(self, rank, world):
+        self.global_rank, self.world_size, self.current_epoch = rank, world, 0
+
+
+def test_ddp_ranks_get_disjoint_contiguous_shards():
+    dm = LMDataModule(corpus="pydoc", batch_size=4, eval_batch_size=2, bptt=50)
+    dm.setup()
+    single = batchify(dm.streams["train"], 8)
+    shards = []
+    for rank in range(2):
+        dm.trainer = _FakeTrainer(rank, 2)
+        loader = dm.train_dataloader()
+        x0, _ = next(iter(loader))
+        assert x0.shape == (4, 50)
+        shards.append(loader.dataset.data)
+        assert len(loader) == len(dm.train_dataloader())
+    torch.testing.assert_close(torch.cat(shards), single)  # rank r holds rows [4r, 4r+4) of one layout
+
+
+def test_lm_datamodule_word_level_and_unigram_baseline(tmp_path):
+    text = "\n".join(["the cat sat on the mat", "the dog sat", "a cat ran"] * 50)
+    (tmp_path / "t.txt").write_text(text)
+    dm = LMDataModule(corpus="files", level="word", train=str(tmp_path / "t.txt"), batch_size=2, eval_batch_size=2, bptt=5)
+    dm.setup()
+    assert dm.dims["vocab_size"] == dm.tokenizer.vocab_size
+    assert 1.0 < dm.unigram_bits_per_token("test") < 5.0
+
+
+@pytest.mark.parametrize("content,match", [("", "empty"), ("   \n", "empty")])
+def test_empty_corpus_is_a_clear_error(tmp_path, content, match):
+    (tmp_path / "e.txt").write_text(content)
+    with pytest.raises(DataError, match=match):
+        text_files(tmp_path / "e.txt")
+
+
+def test_corpus_shorter_than_batch_is_a_clear_error(tmp_path):
+    (tmp_path / "s.txt").write_text("abcdefghij\n" * 3)
+    dm = LMDataModule(corpus="files", train=str(tmp_path / "s.txt"), valid=str(tmp_path / "s.txt"),
+                      test=str(tmp_path / "s.txt"), batch_size=64, bptt=10)
+    dm.setup()
+    with pytest.raises(DataError, match="too short"):
+        dm.train_dataloader()
+
+
+def test_bad_datamodule_settings():
+    with pytest.raises(ConfigError, match="available: pydoc"):
+        LMDataModule(corpus="ptb_typo")
+    with pytest.raises(ConfigError, match="data.batch_size"):
+        LMDataModule(batch_size=0)
+    with pytest.raises(ConfigError, match="data.train"):
+        LMDataModule(corpus="files")
+    with pytest.raises(ConfigError, match="level"):
+        LMDataModule(level="byte")
