@@ -1,7 +1,7 @@
 """Lightning callbacks: text samples, loss curves, seeding and checkpoint extras."""
 
 from seqgen.callbacks.plots import LossCurves
-from seqgen.callbacks.runtime import CheckpointExtras, EpochSeed
+from seqgen.callbacks.runtime import CheckpointExtras, EpochSeed, Throughput
 from seqgen.callbacks.text import TextSamples
 
-__all__ = ["CheckpointExtras", "EpochSeed", "LossCurves", "TextSamples"]
+__all__ = ["CheckpointExtras", "EpochSeed", "LossCurves", "TextSamples", "Throughput"]

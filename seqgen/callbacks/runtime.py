@@ -41,3 +41,44 @@ class CheckpointExtras(L.Callback):
         if dm is not None and hasattr(dm, "checkpoint_extras"):
             extras.update(dm.checkpoint_extras())
         checkpoint["seqgen"] = {"task": self.task_name, "model_class": type(pl_module).__qualname__, **extras}
+
+
+class Throughput(L.Callback):
+    """Wall-clock training speed: steps/s and items/s (tokens for LMs, images for CNNs) after
+    ``warmup`` steps, logged each epoch as ``perf/steps_per_sec`` and ``perf/items_per_sec``."""
+
+    def __init__(self, warmup: int = 5):
+        self.warmup = warmup
+        self.steps = 0
+        self.items = 0
+        self.start: float | None = None
+        self.elapsed = 0.0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        import time
+
+        if trainer.global_step == self.warmup and self.start is None:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        import time
+
+        if self.start is None:
+            return
+        self.steps += 1
+        first = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else batch
+        self.items += int(first.numel()) if hasattr(first, "numel") else 0
+        self.elapsed = time.perf_counter() - self.start
+
+    @property
+    def steps_per_sec(self) -> float:
+        return self.steps / self.elapsed if self.elapsed else float("nan")
+
+    @property
+    def items_per_sec(self) -> float:
+        return self.items / self.elapsed if self.elapsed else float("nan")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.elapsed:
+            pl_module.log("perf/steps_per_sec", self.steps_per_sec)
+            pl_module.log("perf/items_per_sec", self.items_per_sec)
