@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from common import machine, make_cfg, table
+
 from seqgen.callbacks import Throughput
 from seqgen.nets import detach_state
 from seqgen.train import build_datamodule, build_model, run

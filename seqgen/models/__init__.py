@@ -2,5 +2,6 @@
 
 from seqgen.models.base import SeqgenModule
 from seqgen.models.language_model import LanguageModel
+from seqgen.models.sequence_model import SequenceModel
 
-__all__ = ["LanguageModel", "SeqgenModule"]
+__all__ = ["LanguageModel", "SeqgenModule", "SequenceModel"]

@@ -2,6 +2,7 @@
 
 from seqgen.nets.language import RNNLM, filter_logits, sample_continuation
 from seqgen.nets.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, Recurrent, RNNCell, detach_state
+from seqgen.nets.sequence import RecurrentHead
 
 __all__ = [
     "GRU",
@@ -12,6 +13,7 @@ __all__ = [
     "RNNCell",
     "RNNLM",
     "Recurrent",
+    "RecurrentHead",
     "detach_state",
     "filter_logits",
     "sample_continuation",
