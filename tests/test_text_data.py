@@ -149,3 +149,48 @@ def test_bad_datamodule_settings():
         LMDataModule(corpus="files")
     with pytest.raises(ConfigError, match="level"):
         LMDataModule(level="byte")
+
+
+def test_ptb_reader_on_format_exact_files(tmp_path, monkeypatch):
+    import fixtures
+
+    fixtures.write_ptb(tmp_path, monkeypatch)
+    dm = LMDataModule(corpus="ptb", level="word", data_dir=str(tmp_path), batch_size=4, eval_batch_size=2, bptt=10)
+    dm.setup()
+    assert dm.tokenizer.itos[:2] == ["<unk>", "<eos>"] and "the" in dm.tokenizer.stoi
+    first = (tmp_path / "ptb" / "ptb.train.txt").read_text().splitlines()[0].split()
+    assert dm.tokenizer.decode(dm.streams["train"][: len(first)].tolist()).split() == first
+    assert dm.streams["train"][len(first)] == dm.tokenizer.stoi["<eos>"]
+
+
+def test_ptb_checksum_mismatch_is_detected(tmp_path, monkeypatch):
+    import fixtures
+
+    from seqgen.errors import ChecksumError
+
+    fixtures.write_ptb(tmp_path, monkeypatch)
+    with open(tmp_path / "ptb" / "ptb.valid.txt", "a") as f:
+        f.write(" tampered \n")
+    with pytest.raises(ChecksumError, match="ptb.valid.txt"):
+        LMDataModule(corpus="ptb", level="word", data_dir=str(tmp_path)).setup()
+
+
+def test_ptb_offline_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQGEN_OFFLINE", "1")
+    from seqgen.errors import DataNotFoundError
+
+    with pytest.raises(DataNotFoundError) as e:
+        LMDataModule(corpus="ptb", level="word", data_dir=str(tmp_path)).prepare_data()
+    msg = str(e.value)
+    assert "ptb.train.txt" in msg and "f26c4b92c5fdc7b3f8c7cdcb991d8420" in msg and str(tmp_path / "ptb") in msg
+
+
+def test_wikitext_reader_on_format_exact_zip(tmp_path, monkeypatch):
+    import fixtures
+
+    fixtures.write_wikitext(tmp_path, monkeypatch)
+    for variant in ("wikitext2", "wikitext103", "wikitext2_raw"):
+        dm = LMDataModule(corpus=variant, level="word", data_dir=str(tmp_path), batch_size=4, eval_batch_size=2, bptt=10)
+        dm.setup()
+        assert "@-@" in dm.tokenizer.stoi and "Valkyria" in dm.tokenizer.stoi
+        assert len(dm.streams["test"]) > 100

@@ -17,7 +17,7 @@ OPTIMIZERS = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
 }
-SCHEDULERS = ("none", "step", "cosine", "onecycle", "plateau", "exponential")
+SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle", "plateau", "exponential")
 
 
 def param_groups(module: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict[str, Any]]:
@@ -60,6 +60,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str = "none", total_
     interval = "epoch"
     if key == "step":
         sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=kw.get("step_size", 1), gamma=kw.get("gamma", 0.5))
+    elif key == "multistep":
+        sched = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(kw.get("milestones", [])), gamma=kw.get("gamma", 0.5))
     elif key == "exponential":
         sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=kw.get("gamma", 0.9))
     elif key == "plateau":

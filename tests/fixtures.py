@@ -1,0 +1,90 @@
+"""Small files in exactly the original formats of datasets that cannot be downloaded here.
+
+The loaders verify published checksums; these fixtures are not the published files, so the
+tests point the checksum tables at the fixtures' own hashes (``monkeypatch``) and exercise
+everything else for real: paths, archive layout, parsing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import random
+import shutil
+import zipfile
+from pathlib import Path
+
+from conftest import shared_data_dir
+from seqgen.data import corpora
+
+WORDS = ("the a of to in and is was for on that with as by at from his it an were are which this be also "
+         "first new city film his game season game song album team war town river station school").split()
+
+
+def _sentences(n: int, seed: int, unk: bool = True) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(5, 18))]
+        if unk and rng.random() < 0.3:
+            words[rng.randrange(len(words))] = "<unk>"
+        out.append(" ".join(words))
+    return out
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_ptb(root: Path, monkeypatch) -> None:
+    """ptb.{train,valid,test}.txt: one sentence per line, a leading space, <unk> for rare words."""
+    d = root / "ptb"
+    d.mkdir(parents=True, exist_ok=True)
+    sums = {}
+    for i, split in enumerate(("train", "valid", "test")):
+        p = d / f"ptb.{split}.txt"
+        p.write_text("".join(f" {s} \n" for s in _sentences(400 if split == "train" else 120, i)))
+        sums[split] = md5(p)
+    monkeypatch.setattr(corpora, "PTB_MD5", sums)
+
+
+def write_wikitext(root: Path, monkeypatch) -> None:
+    """wikitext-2-v1.zip with wikitext-2/wiki.{split}.tokens: headings, blank lines, @-@ splits."""
+    d = root / "wikitext"
+    d.mkdir(parents=True, exist_ok=True)
+    table = dict(corpora.WIKITEXT)
+    for variant, (zname, folder, ext, _) in corpora.WIKITEXT.items():
+        zpath = d / zname
+        with zipfile.ZipFile(zpath, "w") as zf:
+            for i, split in enumerate(("train", "valid", "test")):
+                lines = [" ", " = Valkyria Chronicles III = ", " "]
+                for s in _sentences(300 if split == "train" else 100, 10 + i):
+                    lines.append(" " + s.replace(" of ", " @-@ of ") + " . ")
+                    lines.append(" ")
+                zf.writestr(f"{folder}/wiki.{split}.{ext}", "\n".join(lines) + "\n")
+        table[variant] = (zname, folder, ext, {"md5": md5(zpath)})
+    monkeypatch.setattr(corpora, "WIKITEXT", table)
+
+
+def write_multi30k(root: Path, monkeypatch) -> None:
+    """multi30k/{train,val,test_2016_flickr}.{de,en,fr}.gz: the real files when available."""
+    d = root / "multi30k"
+    real = shared_data_dir()
+    if real is not None and (real / "multi30k").is_dir():
+        shutil.copytree(real / "multi30k", d, dirs_exist_ok=True)
+        return
+    d.mkdir(parents=True, exist_ok=True)
+    sums = {}
+    for split, n in (("train", 600), ("val", 100), ("test_2016_flickr", 100)):
+        for lang in ("de", "en", "fr"):
+            p = d / f"{split}.{lang}.gz"
+            p.write_bytes(gzip.compress(("\n".join(_sentences(n, hash((split, lang)) % 1000, unk=False)) + "\n").encode()))
+            sums[p.name] = md5(p)
+    monkeypatch.setattr(corpora, "MULTI30K_MD5", sums)
+
+
+def write_all(root: Path, monkeypatch) -> Path:
+    write_ptb(root, monkeypatch)
+    write_wikitext(root, monkeypatch)
+    write_multi30k(root, monkeypatch)
+    return root
