@@ -13,8 +13,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first, from a local CPU wheel where pip's configuration has one; otherwise from the
-	# registry (CPU-only build on machines without an NVIDIA driver, so no CUDA wheels are pulled).
+	@# torch first, from a local CPU wheel where pip's configuration has one; otherwise from the
+	@# registry (CPU-only build on machines without an NVIDIA driver, so no CUDA wheels are pulled).
 	$(PY) -m pip install -q --no-index --no-deps 'torch>=2.4' 2>/dev/null \
 	  || ( command -v nvidia-smi >/dev/null && $(PY) -m pip install -q 'torch>=2.4' ) \
 	  || $(PY) -m pip install -q 'torch>=2.4' --index-url https://download.pytorch.org/whl/cpu \

@@ -83,7 +83,43 @@ def write_multi30k(root: Path, monkeypatch) -> None:
     monkeypatch.setattr(corpora, "MULTI30K_MD5", sums)
 
 
+def idx_bytes(array, magic: int) -> bytes:
+    """An IDX file: magic (2051 images / 2049 labels), big-endian dims, uint8 data."""
+    import struct
+
+    import torch
+
+    t = torch.as_tensor(array, dtype=torch.uint8)
+    return struct.pack(">I", magic) + struct.pack(f">{t.dim()}I", *t.shape) + t.numpy().tobytes()
+
+
+def write_idx_dataset(root: Path, name: str, monkeypatch, n_train: int = 300, n_test: int = 100) -> None:
+    """MNIST-layout IDX .gz files whose images encode their label (a learnable fixture)."""
+    import torch
+
+    from seqgen.data import images
+
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(0)
+    sums = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        y = torch.arange(n) % 10
+        x = (torch.rand(n, 28, 28, generator=gen) * 60).to(torch.uint8)
+        for i in range(n):
+            x[i, 2 * int(y[i]) : 2 * int(y[i]) + 4, 4:24] = 255
+        for kind, arr, magic in (("images-idx3", x, 2051), ("labels-idx1", y, 2049)):
+            p = d / f"{prefix}-{kind}-ubyte.gz"
+            p.write_bytes(gzip.compress(idx_bytes(arr, magic)))
+            sums[p.name] = md5(p)
+    table = dict(images.IDX_MD5)
+    table[name] = sums
+    monkeypatch.setattr(images, "IDX_MD5", table)
+
+
 def write_all(root: Path, monkeypatch) -> Path:
+    write_idx_dataset(root, "mnist", monkeypatch)
+    write_idx_dataset(root, "fashion_mnist", monkeypatch)
     write_ptb(root, monkeypatch)
     write_wikitext(root, monkeypatch)
     write_multi30k(root, monkeypatch)

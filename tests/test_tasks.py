@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
+import fixtures
 import pytest
 import yaml
 
-import fixtures
 from conftest import CONF, TASKS
 from seqgen.train import run
 

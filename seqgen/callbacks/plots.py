@@ -85,3 +85,47 @@ def write_curves(path: Path, train: list[tuple[int, float]], val: dict[str, list
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+class ConfusionMatrixPlot(L.Callback):
+    """``plots/confusion.png`` (row-normalised) from a classifier's ``test_confusion`` after test."""
+
+    def __init__(self, dirname: str = "plots"):
+        self.dirname = dirname
+
+    @rank_zero_only
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        cm = getattr(pl_module, "test_confusion", None)
+        if cm is None:
+            return
+        classes = getattr(trainer.datamodule, "classes", None) or [str(i) for i in range(cm.size(0))]
+        folder = Path(trainer.default_root_dir) / self.dirname
+        folder.mkdir(parents=True, exist_ok=True)
+        write_confusion(folder / "confusion.png", cm, classes)
+
+
+def write_confusion(path: Path, cm: torch.Tensor, classes: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = cm.double()
+    norm = cm / cm.sum(1, keepdim=True).clamp_min(1)
+    n = cm.size(0)
+    fig, ax = plt.subplots(figsize=(1 + 0.5 * n, 1 + 0.5 * n), dpi=100)
+    ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            if cm[i, j] > 0:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(n), classes, rotation=45 if max(map(len, classes)) > 2 else 0)
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    acc = float(cm.diag().sum() / cm.sum().clamp_min(1))
+    ax.set_title(f"test confusion (accuracy {acc:.4f})")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -48,7 +48,7 @@ class SeqgenModule(L.LightningModule):
         )
 
     def configure_optimizers(self) -> Any:
-        cfg = dict(self.optimizer_cfg)
+        cfg = {k: v for k, v in self.optimizer_cfg.items() if v is not None}  # null = "not for this optimizer"
         name, lr = cfg.pop("name", "adam"), cfg.pop("lr", 1e-3)
         wd = cfg.pop("weight_decay", 0.0)
         decay_all = cfg.pop("decay_norm_and_bias", False)

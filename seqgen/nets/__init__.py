@@ -1,6 +1,7 @@
 """Plain torch architectures: tensors in, tensors out. No Lightning, Hydra or files."""
 
 from seqgen.nets.language import RNNLM, filter_logits, sample_continuation
+from seqgen.nets.mlp import MLP, Maxout
 from seqgen.nets.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, Recurrent, RNNCell, detach_state
 from seqgen.nets.sequence import RecurrentHead
 
@@ -9,6 +10,8 @@ __all__ = [
     "GRUCell",
     "LSTM",
     "LSTMCell",
+    "MLP",
+    "Maxout",
     "RNN",
     "RNNCell",
     "RNNLM",
