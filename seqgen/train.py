@@ -126,6 +126,16 @@ def _report(metrics: dict[str, float], output_dir: Path, title: str) -> None:
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
 
 
+def last_checkpoint_path(trainer: L.Trainer) -> str:
+    """The newest ``last.ckpt`` written by any checkpoint callback of ``trainer`` ('' if none)."""
+    paths = []
+    for cb in trainer.checkpoint_callbacks:
+        for p in (getattr(cb, "last_model_path", ""), getattr(cb, "best_model_path", "") if cb.monitor is None else ""):
+            if p and Path(p).is_file():
+                paths.append(p)
+    return max(paths, key=lambda p: Path(p).stat().st_mtime) if paths else ""
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) the task described by ``cfg``; return the final metrics."""
     if isinstance(cfg, DictConfig):
@@ -168,7 +178,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except NonFiniteLossError as e:
-            last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+            last = last_checkpoint_path(trainer)
             raise NonFiniteLossError(f"{e} Last good checkpoint: {last or 'none was saved before the fault'}") from e
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
     if cfg.get("test", True):

@@ -138,3 +138,11 @@ def test_char_lm_beats_unigram_baseline_by_wide_margin(tmp_path):
     unigram = dm.unigram_bits_per_token("test")
     assert unigram > 4.0
     assert metrics["test/bpc"] < unigram - 1.2, f"test bpc {metrics['test/bpc']:.3f} vs unigram {unigram:.3f}"
+
+
+def test_last_checkpoint_is_refreshed_every_epoch_even_without_improvement(tmp_path):
+    # monitor_mode=max on a falling loss: only epoch 0 is "best"; last.ckpt must still be the final epoch
+    run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=3", "monitor_mode=max", "trainer.limit_train_batches=3"]))
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 2 and last["global_step"] == 9
+    assert (tmp_path / "run" / "checkpoints" / "epoch_000.ckpt").is_file()
