@@ -146,3 +146,15 @@ def test_last_checkpoint_is_refreshed_every_epoch_even_without_improvement(tmp_p
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["epoch"] == 2 and last["global_step"] == 9
     assert (tmp_path / "run" / "checkpoints" / "epoch_000.ckpt").is_file()
+
+
+def test_loss_curve_has_one_validation_point_per_epoch(tmp_path):
+    run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3"]))
+    rows = (tmp_path / "run" / "plots" / "loss.csv").read_text().splitlines()[1:]
+    val = [r.split(",") for r in rows if r.startswith("val/loss")]
+    assert [int(s) for _, s, _ in val] == [3, 6], val  # recorded after epochs 1 and 2, at their steps
+    import csv
+
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        logged = [float(r["val/loss"]) for r in csv.DictReader(f) if r.get("val/loss")]
+    assert [float(v) for _, _, v in val] == pytest.approx(logged)  # this epoch's value, not the previous one

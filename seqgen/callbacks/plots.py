@@ -28,7 +28,9 @@ class LossCurves(L.Callback):
         if isinstance(loss, torch.Tensor):
             self.train.append((trainer.global_step, float(loss.detach())))
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on_validation_end runs after the LightningModule's on_validation_epoch_end has logged
+        # this epoch's metrics (callbacks' epoch-end hooks run before the module's)
         if trainer.sanity_checking:
             return
         for k in self.val_keys:
@@ -79,7 +81,7 @@ def write_curves(path: Path, train: list[tuple[int, float]], val: dict[str, list
             s, v = zip(*pts)
             ax.plot(s, v, "o-", lw=1.5, label=key)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (nats per token / example)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
