@@ -25,8 +25,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-
 from common import ROOT, machine, make_cfg, table  # noqa: E402
+
 from seqgen.data import ImageDataModule  # noqa: E402
 from seqgen.models import Classifier  # noqa: E402
 from seqgen.train import run  # noqa: E402

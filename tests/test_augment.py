@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from seqgen.errors import ConfigError
-from seqgen.nets.augment import ColorJitter, Cutout, GaussianNoise, HorizontalFlip, RandomAffine, RandomCrop, build_augment
+from seqgen.nets.augment import (
+    ColorJitter,
+    Cutout,
+    GaussianNoise,
+    HorizontalFlip,
+    RandomAffine,
+    RandomCrop,
+    build_augment,
+)
 
 OPS = [HorizontalFlip(), RandomCrop(2), RandomCrop(2, mode="reflect"), RandomAffine(15, 0.1, (0.9, 1.1)),
        ColorJitter(0.2, 0.2), GaussianNoise(0.1), Cutout(4), RandomAffine(10, p=0.5)]
