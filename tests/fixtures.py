@@ -62,7 +62,7 @@ def write_wikitext(root: Path, monkeypatch) -> None:
                     lines.append(" " + s.replace(" of ", " @-@ of ") + " . ")
                     lines.append(" ")
                 zf.writestr(f"{folder}/wiki.{split}.{ext}", "\n".join(lines) + "\n")
-        table[variant] = (zname, folder, ext, {"md5": md5(zpath)})
+        table[variant] = (zname, folder, ext, {"md5": md5(zpath)} if variant != "wikitext103_raw" else {"size": zpath.stat().st_size})
     monkeypatch.setattr(corpora, "WIKITEXT", table)
 
 

@@ -169,3 +169,13 @@ def test_truncated_gzip_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="truncated"):
         extract_archive(g, tmp_path / "out")
     assert not list((tmp_path / "out").glob("*"))
+
+
+def test_size_only_resource_detects_truncation(tmp_path):
+    p = tmp_path / "f.zip"
+    p.write_bytes(PAYLOAD[:-1])
+    with pytest.raises(ChecksumError, match="bytes, expected"):
+        verify(p, Resource("f.zip", size=len(PAYLOAD)))
+    p.write_bytes(PAYLOAD)
+    verify(p, Resource("f.zip", size=len(PAYLOAD)))
+    assert "no published hash" in Resource("f.zip", size=5).checksum_text()

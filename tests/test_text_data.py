@@ -189,8 +189,54 @@ def test_wikitext_reader_on_format_exact_zip(tmp_path, monkeypatch):
     import fixtures
 
     fixtures.write_wikitext(tmp_path, monkeypatch)
-    for variant in ("wikitext2", "wikitext103", "wikitext2_raw"):
+    for variant in ("wikitext2", "wikitext103", "wikitext2_raw", "wikitext103_raw"):
         dm = LMDataModule(corpus=variant, level="word", data_dir=str(tmp_path), batch_size=4, eval_batch_size=2, bptt=10)
         dm.setup()
         assert "@-@" in dm.tokenizer.stoi and "Valkyria" in dm.tokenizer.stoi
         assert len(dm.streams["test"]) > 100
+
+
+def test_bptt_longer_than_the_stream_gives_one_short_chunk():
+    data = batchify(torch.arange(40), 2)  # rows of 20 tokens, bptt 35
+    chunks = list(TokenStream(data, bptt=35))
+    assert len(chunks) == 1 and chunks[0][0].shape == (2, 19)
+
+
+def test_generation_rejects_unknown_token_ids():
+    from seqgen.nets import RNNLM
+
+    net = RNNLM(vocab_size=10, embedding_dim=8, hidden_size=8, num_layers=1)
+    with pytest.raises(ConfigError, match=r"\[0, 10\)"):
+        net.generate(torch.tensor([[3, 12]]), 5)
+    with pytest.raises(ConfigError, match="at least one token"):
+        net.generate(torch.zeros(1, 0, dtype=torch.long), 5)
+    out = net.generate(torch.tensor([[1, 2]]), 7, temperature=0.5, top_k=3, top_p=0.9,
+                       generator=torch.Generator().manual_seed(0))
+    assert out.shape == (1, 7) and int(out.max()) < 10
+
+
+def test_top_k_and_top_p_filtering():
+    from seqgen.nets import filter_logits
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    k2 = filter_logits(logits, top_k=2)
+    assert torch.isinf(k2[0, 2:]).all() and torch.isfinite(k2[0, :2]).all()
+    p = filter_logits(logits, top_p=0.75)  # 0.5 + 0.3 reach 0.75: the rest is cut
+    assert torch.isfinite(p[0, :2]).all() and torch.isinf(p[0, 2:]).all()
+    with pytest.raises(ConfigError, match="temperature"):
+        filter_logits(logits, temperature=0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shared_data_dir() is None, reason="needs SEQGEN_DATA_DIR with multi30k/ (set by .ci/run)")
+def test_word_lm_loss_falls_on_real_multi30k_english(tmp_path):
+    from conftest import make_cfg
+    from seqgen.train import run
+
+    metrics = run(make_cfg(tmp_path, ["task=lm_multi30k_lstm", f"paths.data_dir={shared_data_dir()}", "trainer.max_epochs=2",
+                                      "trainer.limit_train_batches=150", "callbacks.progress_bar=null",
+                                      "trainer.num_sanity_val_steps=0", "callbacks.text_samples.echo=false"]))
+    rows = (tmp_path / "run" / "plots" / "loss.csv").read_text().splitlines()[1:]
+    train = [float(r.split(",")[2]) for r in rows if r.startswith("train/loss")]
+    assert sum(train[-20:]) / 20 < sum(train[:5]) / 5 - 1.5  # nats: from ~ln(V) down by a wide margin
+    assert metrics["test/ppl"] < 150, metrics  # a uniform guess over the ~5k-word vocabulary would be ~5000
