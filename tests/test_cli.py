@@ -93,3 +93,18 @@ def test_train_cli_ddp_cpu_two_processes(tmp_path):
     run_dir = runs[0]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "metrics.json").is_file()
     assert "world_size: 2" in proc.stderr or "distributed_backend=gloo" in proc.stderr
+
+
+def test_grid_multirun_and_sweep_report(tmp_path):
+    proc = run_script([TRAIN, "-m", "task=digits_mlp", "trainer=debug", "callbacks.progress_bar=null",
+                       "model.optimizer.lr=0.01,0.001"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweeps = list((tmp_path / "outputs" / "digits_mlp").glob("multirun_*"))
+    assert len(sweeps) == 1
+    rep = run_script([str(ROOT / "scripts" / "sweep_report.py"), str(sweeps[0])], tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    lines = (sweeps[0] / "sweep.csv").read_text().splitlines()
+    assert len(lines) == 3 and "model.optimizer.lr" in lines[0] and "val/acc" in lines[0]
+    accs = [float(row.split(",")[lines[0].split(",").index("val/acc")]) for row in lines[1:]]
+    assert accs == sorted(accs, reverse=True)  # best first
+    assert (sweeps[0] / "sweep.png").read_bytes()[:4] == b"\x89PNG"
