@@ -5,10 +5,10 @@ from __future__ import annotations
 import gzip
 import struct
 
+import fixtures
 import pytest
 import torch
 
-import fixtures
 from seqgen.data import ImageDataModule, read_idx
 from seqgen.data.images import EpochShuffle
 from seqgen.errors import ChecksumError, ConfigError, DataError, DataNotFoundError
