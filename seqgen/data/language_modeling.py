@@ -1,0 +1,239 @@
+"""Language-modelling data: a token stream cut into contiguous batches for truncated BPTT.
+
+The stream is laid out as in pytorch/examples' ``batchify``: ``B`` contiguous sub-streams, one
+per batch row, so the hidden state left by chunk ``k`` of row ``b`` is the right initial
+state for chunk ``k+1`` of row ``b``. Under DDP the stream is first cut into
+``world_size * B`` rows and each rank keeps its own ``B`` rows: every rank sees a contiguous
+shard and all ranks step the same number of times. Batches are yielded by an
+``IterableDataset`` so Lightning never inserts a (shuffling, interleaving) sampler.
+"""
+
+from __future__ import annotations
+
+import math
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from seqgen.data import corpora
+from seqgen.data.download import default_data_dir
+from seqgen.data.tokenizers import EOS, CharTokenizer, Tokenizer, WordTokenizer
+from seqgen.errors import ConfigError, DataError
+from seqgen.utils import check_positive
+
+
+def batchify(stream: torch.Tensor, rows: int) -> torch.Tensor:
+    """Lay a 1-D stream out as ``rows`` contiguous rows (dropping the tail that does not fit)."""
+    n = stream.numel() // rows
+    if n < 2:
+        raise DataError(
+            f"the text has {stream.numel()} tokens: too short for {rows} batch rows "
+            f"(need at least {2 * rows}); use a smaller batch size or more text"
+        )
+    return stream[: n * rows].view(rows, n)
+
+
+def chunk_lengths(total: int, bptt: int, jitter: bool, generator: torch.Generator | None) -> list[int]:
+    """Chunk lengths that tile ``total - 1`` steps; with ``jitter`` as in AWD-LSTM.
+
+    Jittered length: ``bptt`` with probability 0.95 else ``bptt / 2``, then ``N(that, 5)``,
+    at least 5. The same generator state gives the same lengths on every rank.
+    """
+    steps = total - 1
+    if not jitter:
+        return [min(bptt, steps - i) for i in range(0, steps, bptt)]
+    out, pos = [], 0
+    while pos < steps:
+        base = bptt if torch.rand(1, generator=generator).item() < 0.95 else bptt / 2
+        length = max(5, int(torch.normal(base, 5.0, (1,), generator=generator).item()))
+        length = min(length, steps - pos)
+        out.append(length)
+        pos += length
+    return out
+
+
+class TokenStream(IterableDataset):
+    """Yields ``(input, target)`` chunks of shape ``(B, L)`` from a batchified stream."""
+
+    def __init__(
+        self,
+        data: torch.Tensor,
+        bptt: int,
+        jitter: bool = False,
+        seed: int = 0,
+        epoch_fn: Callable[[], int] | None = None,
+    ):
+        super().__init__()
+        self.data, self.bptt, self.jitter, self.seed = data, bptt, jitter, seed
+        self.epoch_fn = epoch_fn or (lambda: 0)
+
+    def lengths(self) -> list[int]:
+        gen = None
+        if self.jitter:
+            gen = torch.Generator().manual_seed(self.seed * 100003 + int(self.epoch_fn()))
+        return chunk_lengths(self.data.size(1), self.bptt, self.jitter, gen)
+
+    def __len__(self) -> int:
+        return math.ceil((self.data.size(1) - 1) / self.bptt)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        pos = 0
+        for length in self.lengths():
+            yield self.data[:, pos : pos + length], self.data[:, pos + 1 : pos + 1 + length]
+            pos += length
+
+
+CORPORA = ("pydoc", "multi30k_en", "ptb", "wikitext2", "wikitext103", "wikitext2_raw", "wikitext103_raw", "files")
+
+
+class LMDataModule(L.LightningDataModule):
+    """Character- or word-level language-modelling data for truncated BPTT.
+
+    Args:
+        corpus: ``pydoc`` (CPython docs, embedded), ``multi30k_en`` (English side of Multi30k),
+            ``ptb`` (Mikolov's Penn Treebank), ``wikitext2`` / ``wikitext103`` (tokenized),
+            ``wikitext2_raw``, ``wikitext103_raw``, or ``files`` (``train``/``valid``/``test`` paths; valid/test optional).
+        level: ``char`` or ``word`` (whitespace words + ``<eos>`` per line, ``<unk>`` for rare).
+        batch_size / eval_batch_size: rows of the batchified stream per rank.
+        bptt: truncated-BPTT chunk length; ``bptt_jitter`` varies it per chunk (seeded per epoch).
+    """
+
+    def __init__(
+        self,
+        corpus: str = "pydoc",
+        level: str = "char",
+        data_dir: str | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int = 16,
+        bptt: int = 100,
+        bptt_jitter: bool = False,
+        min_freq: int = 1,
+        max_size: int | None = None,
+        lower: bool = False,
+        train: str | None = None,
+        valid: str | None = None,
+        test: str | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if corpus not in CORPORA:
+            raise ConfigError(f"unknown corpus {corpus!r}; available: {', '.join(CORPORA)}")
+        if level not in ("char", "word"):
+            raise ConfigError(f"level must be 'char' or 'word', got {level!r}")
+        for name, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size), ("data.bptt", bptt)):
+            check_positive(name, value)
+        if corpus == "files" and not train:
+            raise ConfigError("corpus=files needs data.train=<path to a text file>")
+        self.corpus_name, self.level = corpus, level
+        self.data_dir = str(data_dir) if data_dir else str(default_data_dir())
+        self.batch_size, self.eval_batch_size, self.bptt, self.bptt_jitter = batch_size, eval_batch_size, bptt, bptt_jitter
+        self.min_freq, self.max_size, self.lower = min_freq, max_size, lower
+        self.files = {"train": train, "valid": valid, "test": test}
+        self.seed = seed
+        self.tokenizer: Tokenizer | None = None
+        self.streams: dict[str, torch.Tensor] = {}
+        self.corpus: corpora.Corpus | None = None
+
+    # -- reading -------------------------------------------------------------------------
+    def load_corpus(self) -> corpora.Corpus:
+        if self.corpus_name == "pydoc":
+            return corpora.pydoc_topics(seed=self.seed)
+        if self.corpus_name == "multi30k_en":
+            return corpora.multi30k_text(self.data_dir, "en")
+        if self.corpus_name == "ptb":
+            return corpora.ptb(self.data_dir)
+        if self.corpus_name.startswith("wikitext"):
+            return corpora.wikitext(self.data_dir, self.corpus_name)
+        return corpora.text_files(self.files["train"], self.files["valid"], self.files["test"])
+
+    def prepare_data(self) -> None:
+        # downloads (rank 0 only); reading happens in setup on every rank
+        if self.corpus_name == "multi30k_en":
+            for split in corpora.MULTI30K_SPLITS:
+                corpora.fetch(corpora.multi30k_resource(split, "en"), self.data_dir)
+        elif self.corpus_name == "ptb":
+            for split in ("train", "valid", "test"):
+                corpora.fetch(corpora.ptb_resource(split), self.data_dir)
+        elif self.corpus_name.startswith("wikitext"):
+            corpora.fetch(corpora.wikitext_resource(self.corpus_name), self.data_dir)
+
+    def build_tokenizer(self, corpus: corpora.Corpus) -> Tokenizer:
+        if self.level == "char":
+            return CharTokenizer.train(corpus.train)
+        return WordTokenizer.train(
+            corpus.train.splitlines(), min_freq=self.min_freq, max_size=self.max_size, specials=("<unk>", EOS), lower=self.lower
+        )
+
+    def encode(self, text: str) -> torch.Tensor:
+        assert self.tokenizer is not None
+        if self.level == "char":
+            ids = self.tokenizer.encode(text)
+        else:
+            ids = []
+            for line in text.splitlines():
+                if line.strip():
+                    ids.extend(self.tokenizer.encode(line, add_eos=True))
+        return torch.tensor(ids, dtype=torch.long)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is not None and self.streams:
+            return
+        self.corpus = self.load_corpus()
+        self.tokenizer = self.build_tokenizer(self.corpus)
+        self.streams = {s: self.encode(getattr(self.corpus, s)) for s in ("train", "valid", "test")}
+
+    # -- what models need ------------------------------------------------------------------
+    @property
+    def dims(self) -> dict[str, Any]:
+        if self.tokenizer is None:
+            self.setup()
+        return {"vocab_size": self.tokenizer.vocab_size}
+
+    def unigram_bits_per_token(self, split: str = "test") -> float:
+        """Cross-entropy (bits/token) of the add-one-smoothed unigram model of train on ``split``."""
+        counts = torch.bincount(self.streams["train"], minlength=self.tokenizer.vocab_size).double() + 1.0
+        logp = torch.log2(counts / counts.sum())
+        return float(-logp[self.streams[split]].mean())
+
+    # -- loaders -------------------------------------------------------------------------
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def _rows(self, split: str, batch_size: int) -> torch.Tensor:
+        rank, world = self._rank_world()
+        data = batchify(self.streams[split], batch_size * world)
+        if data.size(1) - 1 < 1:
+            raise DataError(f"the {split} split is too short for batch size {batch_size}")
+        return data[rank * batch_size : (rank + 1) * batch_size].contiguous()
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def _loader(self, split: str, batch_size: int, jitter: bool) -> DataLoader:
+        if not self.streams:
+            self.setup()
+        dataset = TokenStream(self._rows(split, batch_size), self.bptt, jitter=jitter, seed=self.seed, epoch_fn=self._epoch)
+        # a private generator: creating the iterator must not draw from the global RNG
+        return DataLoader(dataset, batch_size=None, num_workers=0, generator=torch.Generator().manual_seed(self.seed))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, self.bptt_jitter)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", self.eval_batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, False)
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """Plain data saved into checkpoints so generation needs no dataset."""
+        return {"tokenizer": self.tokenizer.to_dict() if self.tokenizer else None, "level": self.level}
+
+

@@ -1,0 +1,196 @@
+"""Tokenizers with one interface: ``encode``, ``decode``, ``vocab_size``, ``save``/``load``.
+
+Their state is plain data (``to_dict``/``from_dict``) so it can travel inside a checkpoint
+that loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from seqgen.errors import ConfigError, DataError
+
+UNK, PAD, BOS, EOS = "<unk>", "<pad>", "<bos>", "<eos>"
+
+
+class Tokenizer:
+    """Common interface. Subclasses register themselves by ``kind`` for :func:`load_tokenizer`."""
+
+    kind: ClassVar[str] = ""
+    registry: ClassVar[dict[str, type[Tokenizer]]] = {}
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.kind:
+            Tokenizer.registry[cls.kind] = cls
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int]) -> str:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Tokenizer:
+        kind = state.get("kind")
+        if kind not in Tokenizer.registry:
+            raise DataError(f"unknown tokenizer kind {kind!r}; known: {sorted(Tokenizer.registry)}")
+        return Tokenizer.registry[kind]._from_state(state)
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any]) -> Tokenizer:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False))
+        os.replace(tmp, path)
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> Tokenizer:
+        return Tokenizer.from_dict(json.loads(Path(path).read_text()))
+
+
+class CharTokenizer(Tokenizer):
+    """One id per character seen in the training text; unseen characters map to ``<unk>`` (id 0)."""
+
+    kind = "char"
+
+    def __init__(self, chars: Sequence[str]):
+        chars = [c for c in chars if c != UNK]
+        if len(set(chars)) != len(chars):
+            raise DataError("CharTokenizer: duplicate characters in vocabulary")
+        self.itos = [UNK, *chars]
+        self.stoi = {c: i for i, c in enumerate(self.itos)}
+        self.unk_id = 0
+
+    @classmethod
+    def train(cls, text: str) -> CharTokenizer:
+        if not text:
+            raise DataError("cannot build a character vocabulary from an empty text")
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        get = self.stoi.get
+        return [get(c, 0) for c in text]
+
+    def unknown(self, text: str) -> list[str]:
+        """Characters of ``text`` that are not in the vocabulary (they would encode as ``<unk>``)."""
+        return sorted({c for c in text if c not in self.stoi})
+
+    def decode(self, ids: Iterable[int]) -> str:
+        itos, n = self.itos, len(self.itos)
+        out = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < n:
+                raise DataError(f"token id {i} is outside the vocabulary (size {n})")
+            out.append("\ufffd" if i == 0 else itos[i])
+        return "".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "chars": self.itos[1:]}
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any]) -> CharTokenizer:
+        return cls(state["chars"])
+
+
+class WordTokenizer(Tokenizer):
+    """Whitespace word vocabulary with specials, ``min_freq`` and ``max_size``.
+
+    ``specials`` come first (``<unk>`` always present); the rest is ordered by frequency,
+    ties broken alphabetically, so the vocabulary is the same on every run.
+    """
+
+    kind = "word"
+
+    def __init__(self, itos: Sequence[str], specials: Sequence[str] = (UNK, EOS), lower: bool = False):
+        if UNK not in specials:
+            specials = (UNK, *specials)
+        self.specials = list(specials)
+        self.itos = list(itos)
+        if self.itos[: len(self.specials)] != self.specials:
+            raise DataError("WordTokenizer: vocabulary must start with its specials")
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+        self.unk_id = self.stoi[UNK]
+        self.lower = lower
+
+    @classmethod
+    def train(
+        cls,
+        lines: Iterable[str],
+        min_freq: int = 1,
+        max_size: int | None = None,
+        specials: Sequence[str] = (UNK, EOS),
+        lower: bool = False,
+    ) -> WordTokenizer:
+        if min_freq < 1:
+            raise ConfigError(f"min_freq must be >= 1, got {min_freq}")
+        counts: Counter[str] = Counter()
+        for line in lines:
+            counts.update((line.lower() if lower else line).split())
+        if not counts:
+            raise DataError("cannot build a word vocabulary from an empty corpus")
+        specials = list(specials) if UNK in specials else [UNK, *specials]
+        words = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_freq and w not in specials]
+        if max_size is not None:
+            if max_size <= len(specials):
+                raise ConfigError(f"max_size={max_size} leaves no room beyond the {len(specials)} special tokens")
+            words = words[: max_size - len(specials)]
+        return cls([*specials, *words], specials=specials, lower=lower)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def tokens(self, text: str) -> list[str]:
+        return (text.lower() if self.lower else text).split()
+
+    def encode(self, text: str, add_eos: bool = False) -> list[int]:
+        get, unk = self.stoi.get, self.unk_id
+        ids = [get(w, unk) for w in self.tokens(text)]
+        if add_eos and EOS in self.stoi:
+            ids.append(self.stoi[EOS])
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        n = len(self.itos)
+        words = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < n:
+                raise DataError(f"token id {i} is outside the vocabulary (size {n})")
+            w = self.itos[i]
+            words.append("\n" if w == EOS else w)
+        return " ".join(words).replace(" \n ", "\n").replace(" \n", "\n")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "itos": self.itos, "specials": self.specials, "lower": self.lower}
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any]) -> WordTokenizer:
+        return cls(state["itos"], specials=state["specials"], lower=state.get("lower", False))
+
+
+def load_tokenizer(path_or_state: str | os.PathLike | dict[str, Any]) -> Tokenizer:
+    if isinstance(path_or_state, dict):
+        return Tokenizer.from_dict(path_or_state)
+    return Tokenizer.load(path_or_state)
