@@ -11,7 +11,6 @@ shard and all ranks step the same number of times. Batches are yielded by an
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Iterator
 from typing import Any
 

@@ -86,6 +86,9 @@ class Classifier(SeqgenModule):
             x = self.augment(x)
         logits = self.net(x)
         loss = self.loss_fn(logits, y)
+        if stage == "train":  # auxiliary heads (GoogLeNet) add their weighted losses in training only
+            for aux in getattr(self.net, "aux_outputs", None) or []:
+                loss = loss + getattr(self.net, "aux_weight", 0.3) * self.loss_fn(aux, y)
         probs = logits.detach().float()
         for name in ("acc", "top5", "f1"):
             self.metrics[f"{stage}_{name}"].update(probs, y)

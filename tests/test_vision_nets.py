@@ -1,0 +1,88 @@
+"""The CNN catalogue: published parameter counts, forward/backward at supported sizes, clear
+errors for sizes a net cannot take."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seqgen.errors import ConfigError
+from seqgen.nets.vision import NETS, build_net
+
+# published / torchvision counts at 224 px and 1000 classes (LeNet-5: 32 px, 10 classes)
+COUNTS = {
+    "lenet5": 61_706, "alexnet": 61_100_840, "vgg16": 138_357_544, "vgg16_bn": 138_365_992,
+    "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "densenet121": 7_978_856,
+    "squeezenet1_1": 1_235_496,
+}
+
+
+def _count(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("name,expected", sorted(COUNTS.items()))
+def test_published_parameter_counts(name, expected):
+    small = name.startswith("lenet")
+    with torch.device("meta"):
+        net = build_net(name, num_classes=10 if small else 1000, in_channels=1 if small else 3, image_size=32 if small else 224)
+    assert _count(net) == expected
+
+
+def test_googlenet_counts():
+    with torch.device("meta"):
+        torchvision_layout = build_net("googlenet", num_classes=1000, image_size=224, branch3_kernel=3)
+        paper = build_net("googlenet", num_classes=1000, image_size=224)
+        with_aux = build_net("googlenet", num_classes=1000, image_size=224, branch3_kernel=3, aux_logits=True)
+    assert _count(torchvision_layout) == 6_624_904  # torchvision googlenet(aux_logits=False)
+    assert 6.9e6 < _count(paper) < 7.1e6  # the paper's 5x5 branch, with batch norm
+    assert _count(with_aux) > _count(torchvision_layout) + 5e6
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_forward_backward_small_images(name):
+    torch.manual_seed(0)
+    gray = name.startswith("lenet")
+    sizes = (8, 28, 32) if gray else (28, 32)
+    for size in sizes:
+        net = build_net(name, num_classes=7, in_channels=1 if gray else 3, image_size=size)
+        x = torch.randn(2, 1 if gray else 3, size, size)
+        out = net(x)
+        assert out.shape == (2, 7)
+        out.sum().backward()
+        assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name", [n for n in NETS if not n.startswith(("lenet", "vgg1", "vgg"))] + ["vgg11"])
+def test_forward_paper_size(name):
+    net = build_net(name, num_classes=1000, in_channels=3, image_size=224).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+
+
+def test_googlenet_aux_outputs_only_in_training():
+    net = build_net("googlenet", num_classes=5, image_size=32, aux_logits=True)
+    net.train()
+    net(torch.randn(2, 3, 32, 32))
+    assert len(net.aux_outputs) == 2 and net.aux_outputs[0].shape == (2, 5)
+    net.eval()
+    net(torch.randn(2, 3, 32, 32))
+    assert net.aux_outputs == []
+
+
+def test_bad_names_and_sizes():
+    with pytest.raises(ConfigError, match="available: lenet5"):
+        build_net("resnet19")
+    with pytest.raises(ConfigError, match="at least 28x28"):
+        build_net("vgg16", image_size=16)
+    with pytest.raises(ConfigError, match="square"):
+        build_net("resnet18", image_size=[32, 28])
+
+
+@pytest.mark.slow
+def test_digits_lenet_reaches_98_percent(tmp_path):
+    from conftest import make_cfg
+    from seqgen.train import run
+
+    metrics = run(make_cfg(tmp_path, ["task=digits_lenet", "callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0"]))
+    assert metrics["test/acc"] >= 0.98, metrics["test/acc"]
