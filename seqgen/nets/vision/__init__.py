@@ -9,6 +9,7 @@ Every net adapts its stem to small inputs (28/32 px) and keeps the paper layout 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from torch import nn
@@ -26,11 +27,11 @@ from seqgen.nets.vision.vgg import VGG
 
 NETS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,
-    "lenet_modern": lambda **kw: LeNet5(modern=True, **kw),
+    "lenet_modern": partial(LeNet5, modern=True),
     "alexnet": AlexNet,
     "zfnet": zfnet,
-    **{f"vgg{d}": (lambda d: lambda **kw: VGG(d, **kw))(d) for d in (11, 13, 16, 19)},
-    **{f"vgg{d}_bn": (lambda d: lambda **kw: VGG(d, batch_norm=True, **kw))(d) for d in (11, 13, 16, 19)},
+    **{f"vgg{d}": partial(VGG, d) for d in (11, 13, 16, 19)},
+    **{f"vgg{d}_bn": partial(VGG, d, batch_norm=True) for d in (11, 13, 16, 19)},
     "nin": NiN,
     "googlenet": GoogLeNet,
     "resnet18": resnet18,
