@@ -117,7 +117,47 @@ def write_idx_dataset(root: Path, name: str, monkeypatch, n_train: int = 300, n_
     monkeypatch.setattr(images, "IDX_MD5", table)
 
 
+def write_cifar(root: Path, name: str, monkeypatch, per_batch: int = 20) -> Path:
+    """cifar-10-python.tar.gz / cifar-100-python.tar.gz: the python-pickle layout, dicts with
+    bytes keys (b'data' uint8 (N, 3072), b'labels' or b'fine_labels'), plus the meta file."""
+    import io
+    import pickle
+    import tarfile
+
+    import numpy as np
+
+    from seqgen.data import images
+
+    archive, _, folder, train_files, test_file, label_key, meta_file, names_key = images.CIFAR[name]
+    classes = 10 if name == "cifar10" else 100
+    rng = np.random.default_rng(0)
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    tpath = d / archive
+    with tarfile.open(tpath, "w:gz") as tf:
+        def add(member: str, obj) -> None:
+            data = pickle.dumps(obj, protocol=2)
+            info = tarfile.TarInfo(f"{folder}/{member}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+
+        for fname in [*train_files, test_file]:
+            labels = [int(v) for v in rng.integers(0, classes, per_batch)]
+            img = rng.integers(0, 80, (per_batch, 3, 32, 32), dtype=np.uint8)
+            for i, lab in enumerate(labels):  # a learnable mark: a bright row at a label-dependent height
+                img[i, lab % 3, (lab * 3) % 32, :] = 255
+            add(fname, {b"batch_label": fname.encode(), label_key: labels, b"data": img.reshape(per_batch, 3072),
+                        b"filenames": [f"{i}.png".encode() for i in range(per_batch)]})
+        add(meta_file, {names_key: [f"class{i}".encode() for i in range(classes)], b"num_cases_per_batch": per_batch})
+    table = dict(images.CIFAR)
+    table[name] = (archive, md5(tpath), *images.CIFAR[name][2:])
+    monkeypatch.setattr(images, "CIFAR", table)
+    return tpath
+
+
 def write_all(root: Path, monkeypatch) -> Path:
+    write_cifar(root, "cifar10", monkeypatch)
+    write_cifar(root, "cifar100", monkeypatch)
     write_idx_dataset(root, "mnist", monkeypatch)
     write_idx_dataset(root, "fashion_mnist", monkeypatch)
     write_ptb(root, monkeypatch)

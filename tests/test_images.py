@@ -102,3 +102,51 @@ def test_bad_image_settings():
         ImageDataModule("cifar11")
     with pytest.raises(ConfigError, match="val_fraction"):
         ImageDataModule("digits", val_fraction=0.0)
+
+
+@pytest.mark.parametrize("name,classes", [("cifar10", 10), ("cifar100", 100)])
+def test_cifar_reader_on_format_exact_tarball(tmp_path, monkeypatch, name, classes):
+    fixtures.write_cifar(tmp_path, name, monkeypatch)
+    dm = ImageDataModule(name, data_dir=str(tmp_path), batch_size=16, val_fraction=0.1)
+    dm.prepare_data()
+    dm.setup()
+    n_train = 100 if name == "cifar10" else 20
+    assert len(dm.splits["train"][1]) + len(dm.splits["val"][1]) == n_train and len(dm.splits["test"][1]) == 20
+    assert dm.splits["test"][0].shape[1:] == (3, 32, 32) and dm.dims["num_classes"] == classes
+    assert dm.classes[:2] == ["class0", "class1"]
+    mean = dm.splits["train"][0].mean(dim=(0, 2, 3))
+    assert mean.abs().max() < 1e-4  # per-channel normalisation
+
+
+def test_cifar_pickle_that_runs_code_is_refused(tmp_path):
+    import pickle
+
+    from seqgen.data.images import read_cifar_batch
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    p = tmp_path / "data_batch_1"
+    p.write_bytes(pickle.dumps({b"data": Evil(), b"labels": [1]}, protocol=2))
+    with pytest.raises(DataError, match="not allowed"):
+        read_cifar_batch(p, b"labels")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_cifar_wrong_shape_and_garbage(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    from seqgen.data.images import read_cifar_batch
+
+    p = tmp_path / "b"
+    p.write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [1, 2]}, protocol=2))
+    with pytest.raises(DataError, match="expected \\(N, 3072\\)"):
+        read_cifar_batch(p, b"labels")
+    p.write_bytes(b"not a pickle at all")
+    with pytest.raises(DataError, match="not a readable CIFAR batch"):
+        read_cifar_batch(p, b"labels")

