@@ -8,7 +8,7 @@ import fixtures
 import pytest
 import yaml
 
-from conftest import CONF, TASKS
+from conftest import CONF, TASKS, make_cfg
 from seqgen.train import run
 
 
@@ -21,10 +21,20 @@ def data_dir(tmp_path_factory):
     mp.undo()
 
 
+# tasks that need another run's checkpoint (debug runs save none): source task to train briefly first
+NEEDS_SOURCE = {"digits_transfer_0to4_5to9": "digits_lenet_0to4"}
+
+
 @pytest.mark.parametrize("task", TASKS)
-def test_task_runs_under_debug(task, cfg_factory, data_dir, monkeypatch):
+def test_task_runs_under_debug(task, tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("SEQGEN_OFFLINE", "1")
-    cfg = cfg_factory([f"task={task}", "trainer=debug", "callbacks.progress_bar=null", f"paths.data_dir={data_dir}"])
+    common = ["callbacks.progress_bar=null", f"paths.data_dir={data_dir}"]
+    extra = []
+    if task in NEEDS_SOURCE:
+        run(make_cfg(tmp_path / "source", [f"task={NEEDS_SOURCE[task]}", "trainer.max_epochs=1",
+                                           "trainer.limit_train_batches=2", "logger=none", *common]))
+        extra.append(f"model.init_from={tmp_path / 'source' / 'run'}")
+    cfg = make_cfg(tmp_path, [f"task={task}", "trainer=debug", *common, *extra])
     assert cfg.task_name == task, "task_name must equal the task file's name (it names the run folder)"
     metrics = run(cfg)
     losses = [v for k, v in metrics.items() if k.startswith("test/")]

@@ -259,7 +259,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def __init__(self, dataset: str = "digits", data_dir: str | None = None, batch_size: int = 64,
                  eval_batch_size: int = 512, val_fraction: float = 0.1, train_size: int | None = None,
-                 normalize: bool = True, seed: int = 0):
+                 normalize: bool = True, seed: int = 0, class_subset: list[int] | None = None,
+                 train_per_class: int | None = None):
         super().__init__()
         if dataset not in DATASETS:
             raise ConfigError(f"unknown image dataset {dataset!r}; available: {', '.join(DATASETS)}")
@@ -267,6 +268,12 @@ class ImageDataModule(L.LightningDataModule):
         check_positive("data.eval_batch_size", eval_batch_size)
         if train_size is not None:
             check_positive("data.train_size", train_size)
+        if train_per_class is not None:
+            check_positive("data.train_per_class", train_per_class)
+        if class_subset is not None and (not class_subset or len(set(class_subset)) != len(class_subset)):
+            raise ConfigError(f"data.class_subset must be a non-empty list of distinct labels, got {class_subset!r}")
+        self.class_subset = list(class_subset) if class_subset is not None else None
+        self.train_per_class = train_per_class
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         self.dataset, self.data_dir = dataset, str(data_dir or default_data_dir())
@@ -296,6 +303,9 @@ class ImageDataModule(L.LightningDataModule):
         if self.splits:
             return
         data = self._load()
+        if self.class_subset is not None:  # keep these classes, relabelled 0..k-1 in the given order
+            data = {k: self._subset(*v) for k, v in data.items()}
+            self.classes = [self.classes[c] if c < len(self.classes) else str(c) for c in self.class_subset]
         x, y = data["train"]
         keep, val = _stratified_split(y, self.val_fraction, self.seed)
         self.splits["val"] = (x[val], y[val])
@@ -303,6 +313,14 @@ class ImageDataModule(L.LightningDataModule):
         if self.train_size is not None and self.train_size < len(y):
             _, small = _stratified_split(y, self.train_size / len(y), self.seed + 1)
             x, y = x[small], y[small]
+        if self.train_per_class is not None:
+            gen = torch.Generator().manual_seed(self.seed + 2)
+            pick = []
+            for c in torch.unique(y):
+                idx = torch.nonzero(y == c).view(-1)
+                pick.append(idx[torch.randperm(len(idx), generator=gen)[: self.train_per_class]])
+            sel = torch.cat(pick).sort().values
+            x, y = x[sel], y[sel]
         self.splits["train"] = (x, y)
         self.splits["test"] = data["test"]
         if self.normalize:  # per-channel statistics of the training images
@@ -311,12 +329,23 @@ class ImageDataModule(L.LightningDataModule):
             self.stats = (mean.view(-1).tolist(), std.view(-1).tolist())
             self.splits = {k: ((v[0] - mean) / std, v[1]) for k, v in self.splits.items()}
 
+    def _subset(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        known = set(torch.unique(y).tolist())
+        missing = [c for c in self.class_subset if c not in known]
+        if missing:
+            raise ConfigError(f"data.class_subset: labels {missing} do not occur in {self.dataset} (labels: {sorted(known)})")
+        mapping = torch.full((int(y.max()) + 1,), -1, dtype=torch.long)
+        for i, c in enumerate(self.class_subset):
+            mapping[c] = i
+        keep = mapping[y] >= 0
+        return x[keep], mapping[y[keep]]
+
     @property
     def dims(self) -> dict[str, Any]:
         self.setup()
         x = self.splits["train"][0]
         c, h, w = x.shape[1:]
-        num_classes = 100 if self.dataset == "cifar100" else 10
+        num_classes = len(self.class_subset) if self.class_subset else 100 if self.dataset == "cifar100" else 10
         return {"num_classes": num_classes, "in_channels": c, "image_size": [h, w], "input_size": c * h * w}
 
     def _loader(self, split: str, train: bool) -> DataLoader:

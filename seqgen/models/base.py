@@ -47,12 +47,16 @@ class SeqgenModule(L.LightningModule):
             "or set model.skip_nonfinite=true to skip such steps."
         )
 
+    def optimizer_groups(self, lr: float, weight_decay: float, decay_all: bool) -> list[dict[str, Any]]:
+        """Parameter groups for the optimiser; subclasses may give parts their own learning rate."""
+        return param_groups(self, weight_decay, decay_all)
+
     def configure_optimizers(self) -> Any:
         cfg = {k: v for k, v in self.optimizer_cfg.items() if v is not None}  # null = "not for this optimizer"
         name, lr = cfg.pop("name", "adam"), cfg.pop("lr", 1e-3)
         wd = cfg.pop("weight_decay", 0.0)
         decay_all = cfg.pop("decay_norm_and_bias", False)
-        opt = build_optimizer(param_groups(self, wd, decay_all), name, lr, **cfg)
+        opt = build_optimizer(self.optimizer_groups(lr, wd, decay_all), name, lr, **cfg)
         scfg = dict(self.scheduler_cfg)
         sname = scfg.pop("name", "none")
         total = None

@@ -7,6 +7,14 @@ error between the softmax output and the one-hot target, the loss of the "square
 cross-entropy" lesson. Metrics (torchmetrics, DDP-synchronised): accuracy, top-5 accuracy,
 macro-F1; the test confusion matrix is kept in ``test_confusion`` for plotting callbacks.
 ``augment``: a list of batched augmentations (:mod:`seqgen.nets.augment`), training only.
+
+Transfer learning: ``init_from`` (a checkpoint, or a run folder's ``checkpoints/last.ckpt``) loads
+every tensor of another seqgen classifier whose name and shape match, except the head (every
+Linear/Conv2d that outputs ``num_classes``), which stays freshly initialised for the new
+classes. It is applied in ``setup("fit")``, so resuming a transferred run restores the resumed
+weights, not the source's. ``freeze_backbone`` trains the head only (backbone batch-norm
+statistics frozen too) until epoch ``unfreeze_at_epoch``; ``backbone_lr_mult`` gives the
+backbone its own learning rate (discriminative fine-tuning).
 ``log_grad_norms`` logs the gradient norm of every weight matrix each ``grad_norm_every`` steps
 as ``grad_norm/<parameter>`` (watch gradients vanish in deep sigmoid nets).
 """
@@ -39,6 +47,8 @@ class Classifier(SeqgenModule):
     def __init__(self, net: dict[str, Any] | torch.nn.Module, num_classes: int, loss: str = "cross_entropy",
                  label_smoothing: float = 0.0, log_grad_norms: bool = False, grad_norm_every: int = 1,
                  augment: list[dict[str, Any]] | None = None,
+                 init_from: str | None = None, freeze_backbone: bool = False, unfreeze_at_epoch: int | None = None,
+                 backbone_lr_mult: float = 1.0,
                  optimizer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
                  skip_nonfinite: bool = False, compile: bool = False, **dims: Any):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
@@ -70,6 +80,9 @@ class Classifier(SeqgenModule):
             )
         })
         self.confmat = MulticlassConfusionMatrix(num_classes)
+        self.init_from, self.freeze_backbone, self.unfreeze_at_epoch = init_from, freeze_backbone, unfreeze_at_epoch
+        self.backbone_lr_mult = backbone_lr_mult
+        self.loaded_from_init: list[str] = []
         self.test_confusion: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -115,6 +128,71 @@ class Classifier(SeqgenModule):
     def on_test_epoch_end(self) -> None:
         self.test_confusion = self.confmat.compute().cpu()
         self.confmat.reset()
+
+    # -- transfer learning ------------------------------------------------------------------
+    def head_parameter_names(self) -> set[str]:
+        names = set()
+        for mname, m in self.net.named_modules():
+            out = m.out_features if isinstance(m, torch.nn.Linear) else m.out_channels if isinstance(m, torch.nn.Conv2d) else None
+            if out == self.num_classes:
+                names.update(f"{mname}.{p}" for p, _ in m.named_parameters(recurse=False))
+        return names
+
+    def load_backbone(self, path: str) -> list[str]:
+        """Copy matching tensors (all but the head) from a seqgen classifier checkpoint."""
+        from pathlib import Path
+
+        from seqgen.errors import CheckpointError
+
+        p = Path(path)
+        if p.is_dir():
+            p = p / "checkpoints" / "last.ckpt" if (p / "checkpoints").is_dir() else p / "last.ckpt"
+        if not p.is_file():
+            raise CheckpointError(f"init_from: checkpoint not found: {p}")
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)["state_dict"]
+        except Exception as e:
+            raise CheckpointError(f"init_from: {p} is not a readable checkpoint ({type(e).__name__}: {e})") from e
+        head = self.head_parameter_names()
+        own = self.net.state_dict()
+        src = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+        take = {k: v for k, v in src.items() if k in own and k not in head and own[k].shape == v.shape}
+        if not take:
+            raise CheckpointError(f"init_from: no tensor of {p} matches this net (another architecture?)")
+        self.net.load_state_dict(take, strict=False)
+        return sorted(take)
+
+    def _set_backbone_trainable(self, trainable: bool) -> None:
+        head = self.head_parameter_names()
+        for name, p in self.net.named_parameters():
+            if name not in head:
+                p.requires_grad_(trainable)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.init_from and not self.loaded_from_init:
+            self.loaded_from_init = self.load_backbone(self.init_from)
+        if stage == "fit" and self.freeze_backbone:
+            self._set_backbone_trainable(False)
+
+    def on_train_epoch_start(self) -> None:
+        if not self.freeze_backbone:
+            return
+        frozen = self.unfreeze_at_epoch is None or self.current_epoch < self.unfreeze_at_epoch
+        self._set_backbone_trainable(not frozen)
+        if frozen:  # keep the backbone's batch-norm running statistics as loaded
+            for m in self.net.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def optimizer_groups(self, lr: float, weight_decay: float, decay_all: bool) -> list[dict[str, Any]]:
+        from seqgen.models.optim import param_groups
+
+        head = self.head_parameter_names()
+        named = list(self.net.named_parameters())
+        head_params = [p for n, p in named if n in head]
+        backbone = [p for n, p in named if n not in head]
+        return (param_groups(backbone, weight_decay, decay_all, include_frozen=True, lr=lr * self.backbone_lr_mult)
+                + param_groups(head_params, weight_decay, decay_all, include_frozen=True, lr=lr))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if not self.log_grad_norms or self.global_step % self.grad_norm_every:

@@ -20,17 +20,23 @@ OPTIMIZERS = {
 SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle", "plateau", "exponential")
 
 
-def param_groups(module: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices/kernels only; biases, norms and embeddings' 1-D params excluded."""
+def param_groups(module: nn.Module | list[nn.Parameter], weight_decay: float, decay_norm_and_bias: bool = False,
+                 include_frozen: bool = False, **extra: Any) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices/kernels only; biases and norm parameters (1-D) excluded.
+    ``include_frozen`` keeps parameters with ``requires_grad=False`` (so that unfreezing them
+    later needs no new optimizer; torch optimizers skip parameters without gradients)."""
+    params = list(module.parameters()) if isinstance(module, nn.Module) else list(module)
+    keep, seen = [], set()
+    for p in params:
+        if (p.requires_grad or include_frozen) and id(p) not in seen:
+            seen.add(id(p))
+            keep.append(p)
     if decay_norm_and_bias or weight_decay == 0:
-        return [{"params": [p for p in module.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-    decay, no_decay, seen = [], [], set()
-    for p in module.parameters():
-        if not p.requires_grad or id(p) in seen:
-            continue
-        seen.add(id(p))
-        (decay if p.dim() >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return [{"params": keep, "weight_decay": weight_decay, **extra}]
+    decay = [p for p in keep if p.dim() >= 2]
+    no_decay = [p for p in keep if p.dim() < 2]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay, **extra},
+                        {"params": no_decay, "weight_decay": 0.0, **extra}) if g["params"]]
 
 
 def build_optimizer(params: Iterable[Any], name: str = "adam", lr: float = 1e-3, **kwargs: Any) -> torch.optim.Optimizer:

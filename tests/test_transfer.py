@@ -1,0 +1,80 @@
+"""Transfer learning mechanics: init_from copies exactly the backbone tensors, the head is new,
+freezing keeps the backbone unchanged through training steps, unfreezing lets it move, and
+the backbone can have its own learning rate; class subsets relabel the data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_cfg
+from seqgen.data import ImageDataModule
+from seqgen.errors import CheckpointError, ConfigError
+from seqgen.models import Classifier
+from seqgen.train import run
+
+FAST = ["callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false", "logger=none"]
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("src")
+    run(make_cfg(tmp, ["task=digits_lenet_0to4", "trainer.max_epochs=1", "trainer.limit_train_batches=5", *FAST]))
+    return tmp / "run"
+
+
+def test_class_subset_relabels_and_counts():
+    dm = ImageDataModule("digits", class_subset=[5, 6, 7, 8, 9], train_per_class=10)
+    dm.setup()
+    y = dm.splits["train"][1]
+    assert torch.equal(torch.bincount(y), torch.full((5,), 10))
+    assert dm.dims["num_classes"] == 5 and set(dm.splits["test"][1].tolist()) == {0, 1, 2, 3, 4}
+    with pytest.raises(ConfigError, match="do not occur"):
+        ImageDataModule("digits", class_subset=[3, 12]).setup()
+
+
+def test_init_from_restores_backbone_exactly_and_freezing_holds(source_run, tmp_path):
+    src = torch.load(source_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    cfg = make_cfg(tmp_path, ["task=digits_transfer_0to4_5to9", f"model.init_from={source_run}", "model.unfreeze_at_epoch=null",
+                              "trainer.max_epochs=2", "trainer.limit_train_batches=3", *FAST])
+    run(cfg)
+    after = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    head = {"net.classifier.3.weight", "net.classifier.3.bias"}
+    backbone = [k for k in src if k.startswith("net.") and k not in head]
+    assert len(backbone) == 8  # C1, C3, C5, F6 weights and biases
+    for k in backbone:
+        assert torch.equal(src[k], after[k]), f"{k} changed although the backbone was frozen"
+    assert after["net.classifier.3.weight"].shape == (5, 84)  # a new head for the 5 new classes
+
+
+def test_unfreezing_and_head_choice(source_run, tmp_path):
+    model = Classifier(net={"_target_": "seqgen.nets.vision.build_net", "name": "lenet5"}, num_classes=5, in_channels=1,
+                       image_size=[8, 8], init_from=str(source_run), freeze_backbone=True, unfreeze_at_epoch=1,
+                       backbone_lr_mult=0.1, optimizer={"name": "adam", "lr": 0.01})
+    assert model.head_parameter_names() == {"classifier.3.weight", "classifier.3.bias"}
+    model.setup("fit")
+    assert len(model.loaded_from_init) == 8
+    assert not model.net.features[0].weight.requires_grad and model.net.classifier[3].weight.requires_grad
+    groups = model.optimizer_groups(0.01, 0.0, False)
+    assert [g["lr"] for g in groups] == [pytest.approx(0.001), 0.01]
+    cfg = make_cfg(tmp_path, ["task=digits_transfer_0to4_5to9", f"model.init_from={source_run}", "model.unfreeze_at_epoch=1",
+                              "trainer.max_epochs=2", "trainer.limit_train_batches=3", *FAST])
+    run(cfg)
+    src = torch.load(source_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    after = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert not torch.equal(src["net.features.0.weight"], after["net.features.0.weight"])  # moved after epoch 1
+
+
+def test_init_from_errors(tmp_path):
+    model = Classifier(net={"_target_": "seqgen.nets.MLP", "hidden_sizes": [8]}, num_classes=3, input_size=64,
+                       init_from=str(tmp_path / "nope.ckpt"))
+    with pytest.raises(CheckpointError, match="not found"):
+        model.setup("fit")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        model.load_backbone(str(bad))
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"net.something.weight": torch.zeros(2, 2)}}, other)
+    with pytest.raises(CheckpointError, match="no tensor"):
+        model.load_backbone(str(other))
