@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from seqgen.checkpoints import find_checkpoint, load_checkpoint
 from seqgen.data.tokenizers import CharTokenizer, Tokenizer
 from seqgen.errors import CheckpointError, ConfigError
 
@@ -64,28 +65,12 @@ def parse_args(argv: list[str]) -> GenerateArgs:
     return args
 
 
-def find_checkpoint(path: str) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        for cand in (p / "checkpoints" / "last.ckpt", p / "last.ckpt"):
-            if cand.is_file():
-                return cand
-        raise CheckpointError(f"no checkpoints/last.ckpt in run folder {p}")
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    return p
-
-
 def load_language_model(path: str, device: str = "cpu"):
     """Return ``(model, tokenizer, info)`` from a seqgen LM checkpoint, loaded with weights_only=True."""
     from seqgen.models import LanguageModel
 
     ckpt_path = find_checkpoint(path)
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{ckpt_path}: not a readable checkpoint (truncated or corrupt?): {type(e).__name__}: {e}") from e
-    info = ckpt.get("seqgen") if isinstance(ckpt, dict) else None
+    info = load_checkpoint(ckpt_path).get("seqgen")
     if not info or info.get("model_class") != "LanguageModel" or not info.get("tokenizer"):
         kind = (info or {}).get("model_class", "unknown")
         raise CheckpointError(f"{ckpt_path} is not a seqgen language-model checkpoint (model: {kind}); "

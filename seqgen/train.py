@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from seqgen.callbacks import CheckpointExtras, EpochSeed
+from seqgen.checkpoints import find_checkpoint, load_checkpoint
 from seqgen.config import validate
 from seqgen.errors import CheckpointError, ConfigError, NonFiniteLossError
 from seqgen.utils import build, locate
@@ -86,29 +87,19 @@ def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
         if not found:
             raise CheckpointError(f"ckpt_path=last: no {root}/*/checkpoints/last.ckpt from an earlier run of {cfg.task_name!r}")
         return str(max(found, key=lambda p: p.stat().st_mtime))
-    path = Path(ckpt_path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt" if (path / "checkpoints").is_dir() else path / "last.ckpt"
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    check_checkpoint(path, cfg)
+    path = find_checkpoint(ckpt_path)
+    task = load_checkpoint(path).get("seqgen", {}).get("task")
+    if task and task != cfg.get("task_name"):
+        raise CheckpointError(f"{path} was written by task {task!r}, not {cfg.get('task_name')!r}")
     return str(path)
 
 
-def check_checkpoint(path: Path, cfg: DictConfig | None = None) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``) and check it belongs to this task."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {type(e).__name__}: {e}") from e
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    if cfg is not None:
-        info = ckpt.get("seqgen", {})
-        task = info.get("task")
-        if task and task != cfg.get("task_name"):
-            raise CheckpointError(f"{path} was written by task {task!r}, not {cfg.get('task_name')!r}")
-    return ckpt
+def apply_init_from(model: L.LightningModule, resuming: bool) -> None:
+    """Transfer learning: load the backbone named by the model's ``init_from`` (unless resuming,
+    when the resumed checkpoint already holds the trained weights)."""
+    source = getattr(model, "init_from", None)
+    if source and not resuming and hasattr(model, "load_backbone_state"):
+        model.loaded_from_init = model.load_backbone_state(load_checkpoint(source)["state_dict"], str(source))
 
 
 @rank_zero_only
@@ -157,6 +148,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         datamodule.prepare_data()
     datamodule.setup("fit")
     model = build_model(cfg, datamodule.dims)
+    apply_init_from(model, resuming=ckpt_path is not None)
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))

@@ -11,7 +11,7 @@ from conftest import make_cfg
 from seqgen.data import ImageDataModule
 from seqgen.errors import CheckpointError, ConfigError
 from seqgen.models import Classifier
-from seqgen.train import run
+from seqgen.train import apply_init_from, run
 
 FAST = ["callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false", "logger=none"]
 
@@ -52,6 +52,7 @@ def test_unfreezing_and_head_choice(source_run, tmp_path):
                        image_size=[8, 8], init_from=str(source_run), freeze_backbone=True, unfreeze_at_epoch=1,
                        backbone_lr_mult=0.1, optimizer={"name": "adam", "lr": 0.01})
     assert model.head_parameter_names() == {"classifier.3.weight", "classifier.3.bias"}
+    apply_init_from(model, resuming=False)
     model.setup("fit")
     assert len(model.loaded_from_init) == 8
     assert not model.net.features[0].weight.requires_grad and model.net.classifier[3].weight.requires_grad
@@ -69,12 +70,12 @@ def test_init_from_errors(tmp_path):
     model = Classifier(net={"_target_": "seqgen.nets.MLP", "hidden_sizes": [8]}, num_classes=3, input_size=64,
                        init_from=str(tmp_path / "nope.ckpt"))
     with pytest.raises(CheckpointError, match="not found"):
-        model.setup("fit")
+        apply_init_from(model, resuming=False)
+    apply_init_from(model, resuming=True)  # resuming: the source is not read at all
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"garbage")
+    model.init_from = str(bad)
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
-        model.load_backbone(str(bad))
-    other = tmp_path / "other.ckpt"
-    torch.save({"state_dict": {"net.something.weight": torch.zeros(2, 2)}}, other)
+        apply_init_from(model, resuming=False)
     with pytest.raises(CheckpointError, match="no tensor"):
-        model.load_backbone(str(other))
+        model.load_backbone_state({"net.something.weight": torch.zeros(2, 2)}, "other.ckpt")

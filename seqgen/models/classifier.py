@@ -8,11 +8,11 @@ cross-entropy" lesson. Metrics (torchmetrics, DDP-synchronised): accuracy, top-5
 macro-F1; the test confusion matrix is kept in ``test_confusion`` for plotting callbacks.
 ``augment``: a list of batched augmentations (:mod:`seqgen.nets.augment`), training only.
 
-Transfer learning: ``init_from`` (a checkpoint, or a run folder's ``checkpoints/last.ckpt``) loads
-every tensor of another seqgen classifier whose name and shape match, except the head (every
-Linear/Conv2d that outputs ``num_classes``), which stays freshly initialised for the new
-classes. It is applied in ``setup("fit")``, so resuming a transferred run restores the resumed
-weights, not the source's. ``freeze_backbone`` trains the head only (backbone batch-norm
+Transfer learning: ``init_from`` (a checkpoint, or a run folder's ``checkpoints/last.ckpt``) names
+another seqgen classifier; ``seqgen.train.run`` hands its state to ``load_backbone_state``, which
+copies every tensor whose name and shape match except the head (every Linear/Conv2d that
+outputs ``num_classes``), left freshly initialised for the new classes. A resumed run skips it
+(the resumed checkpoint holds the trained weights). ``freeze_backbone`` trains the head only (backbone batch-norm
 statistics frozen too) until epoch ``unfreeze_at_epoch``; ``backbone_lr_mult`` gives the
 backbone its own learning rate (discriminative fine-tuning).
 ``log_grad_norms`` logs the gradient norm of every weight matrix each ``grad_norm_every`` steps
@@ -138,27 +138,17 @@ class Classifier(SeqgenModule):
                 names.update(f"{mname}.{p}" for p, _ in m.named_parameters(recurse=False))
         return names
 
-    def load_backbone(self, path: str) -> list[str]:
-        """Copy matching tensors (all but the head) from a seqgen classifier checkpoint."""
-        from pathlib import Path
-
+    def load_backbone_state(self, state_dict: dict[str, Tensor], source: str = "the checkpoint") -> list[str]:
+        """Copy the tensors of another classifier's ``state_dict`` whose names and shapes match this
+        net, except the head; return their names."""
         from seqgen.errors import CheckpointError
 
-        p = Path(path)
-        if p.is_dir():
-            p = p / "checkpoints" / "last.ckpt" if (p / "checkpoints").is_dir() else p / "last.ckpt"
-        if not p.is_file():
-            raise CheckpointError(f"init_from: checkpoint not found: {p}")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)["state_dict"]
-        except Exception as e:
-            raise CheckpointError(f"init_from: {p} is not a readable checkpoint ({type(e).__name__}: {e})") from e
         head = self.head_parameter_names()
         own = self.net.state_dict()
-        src = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+        src = {k[len("net."):]: v for k, v in state_dict.items() if k.startswith("net.")}
         take = {k: v for k, v in src.items() if k in own and k not in head and own[k].shape == v.shape}
         if not take:
-            raise CheckpointError(f"init_from: no tensor of {p} matches this net (another architecture?)")
+            raise CheckpointError(f"init_from: no tensor of {source} matches this net (another architecture?)")
         self.net.load_state_dict(take, strict=False)
         return sorted(take)
 
@@ -169,8 +159,6 @@ class Classifier(SeqgenModule):
                 p.requires_grad_(trainable)
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.init_from and not self.loaded_from_init:
-            self.loaded_from_init = self.load_backbone(self.init_from)
         if stage == "fit" and self.freeze_backbone:
             self._set_backbone_trainable(False)
 

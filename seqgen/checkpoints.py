@@ -1,0 +1,40 @@
+"""Finding and safely loading checkpoints (``torch.load(weights_only=True)``, clear errors).
+
+Used by ``seqgen.train`` (resume, ``init_from``) and ``seqgen.generate``; the LightningModules
+themselves never open files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqgen.errors import CheckpointError
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A ``.ckpt`` file as given, or a run folder's ``checkpoints/last.ckpt`` (or ``last.ckpt``)."""
+    p = Path(path)
+    if p.is_dir():
+        for cand in (p / "checkpoints" / "last.ckpt", p / "last.ckpt"):
+            if cand.is_file():
+                return cand
+        raise CheckpointError(f"no checkpoints/last.ckpt in run folder {p}")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    return p
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint with ``weights_only=True``; truncated, corrupt or foreign
+    files raise :class:`CheckpointError`."""
+    p = find_checkpoint(path)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{p}: not a readable checkpoint (truncated or corrupt?): {type(e).__name__}: {e}") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{p}: not a Lightning checkpoint (no state_dict)")
+    return ckpt
