@@ -150,3 +150,39 @@ def test_cifar_wrong_shape_and_garbage(tmp_path):
     p.write_bytes(b"not a pickle at all")
     with pytest.raises(DataError, match="not a readable CIFAR batch"):
         read_cifar_batch(p, b"labels")
+
+
+def _write_folder(root, classes=("cat", "dog"), n=6, size=20):
+    from PIL import Image
+
+    for ci, name in enumerate(classes):
+        d = root / name
+        d.mkdir(parents=True)
+        for i in range(n):
+            color = (200 * ci, 50, 255 - 200 * ci)
+            Image.new("RGB", (size, size + i), color).save(d / f"{i}.png")
+
+
+def test_image_folder_reader(tmp_path):
+    _write_folder(tmp_path / "imgs" / "train")
+    _write_folder(tmp_path / "imgs" / "test", n=3)
+    dm = ImageDataModule("folder", folder=str(tmp_path / "imgs"), image_size=16, batch_size=4, val_fraction=0.25)
+    dm.setup()
+    assert dm.classes == ["cat", "dog"] and dm.dims["num_classes"] == 2 and dm.dims["image_size"] == [16, 16]
+    assert len(dm.splits["test"][1]) == 6 and len(dm.splits["train"][1]) + len(dm.splits["val"][1]) == 12
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 16, 16)
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(ConfigError, match="data.folder"):
+        ImageDataModule("folder")
+    with pytest.raises(DataError, match="not found"):
+        ImageDataModule("folder", folder=str(tmp_path / "missing")).setup()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders"):
+        ImageDataModule("folder", folder=str(tmp_path / "empty")).setup()
+    _write_folder(tmp_path / "bad")
+    (tmp_path / "bad" / "cat" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="broken.png"):
+        ImageDataModule("folder", folder=str(tmp_path / "bad")).setup()

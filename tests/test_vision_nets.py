@@ -86,3 +86,5 @@ def test_digits_lenet_reaches_98_percent(tmp_path):
 
     metrics = run(make_cfg(tmp_path, ["task=digits_lenet", "callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0"]))
     assert metrics["test/acc"] >= 0.98, metrics["test/acc"]
+    for png in ("confusion.png", "misclassified.png", "loss.png"):
+        assert (tmp_path / "run" / "plots" / png).read_bytes()[:4] == b"\x89PNG", png

@@ -90,7 +90,8 @@ def write_curves(path: Path, train: list[tuple[int, float]], val: dict[str, list
 
 
 class ConfusionMatrixPlot(L.Callback):
-    """``plots/confusion.png`` (row-normalised) from a classifier's ``test_confusion`` after test."""
+    """After test: ``plots/confusion.png`` (row-normalised) from a classifier's ``test_confusion``,
+    and ``plots/misclassified.png``, a grid of test images it got wrong (true -> predicted)."""
 
     def __init__(self, dirname: str = "plots"):
         self.dirname = dirname
@@ -104,6 +105,31 @@ class ConfusionMatrixPlot(L.Callback):
         folder = Path(trainer.default_root_dir) / self.dirname
         folder.mkdir(parents=True, exist_ok=True)
         write_confusion(folder / "confusion.png", cm, classes)
+        mistakes = getattr(pl_module, "test_mistakes", None)
+        if mistakes:
+            write_mistakes(folder / "misclassified.png", mistakes, classes)
+
+
+def write_mistakes(path: Path, mistakes: list[tuple[torch.Tensor, int, int]], classes: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(mistakes)
+    cols = min(6, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), dpi=100, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (img, true, pred) in zip(axes.flat, mistakes):
+        img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-8)  # undo normalisation for display
+        ax.imshow(img[0].numpy() if img.size(0) == 1 else img.permute(1, 2, 0).numpy(), cmap="gray" if img.size(0) == 1 else None)
+        ax.set_title(f"{classes[true]} -> {classes[pred]}", fontsize=7, color="darkred")
+    fig.suptitle("misclassified test images (true -> predicted)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def write_confusion(path: Path, cm: torch.Tensor, classes: list[str]) -> None:

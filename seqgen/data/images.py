@@ -207,8 +207,41 @@ def load_cifar_dataset(name: str, root: str | Path) -> tuple[dict[str, tuple[tor
     return {"train": train, "test": test}, names
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def load_image_folder(root: str | Path, image_size: int = 32, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``root/<class name>/<image>`` (torchvision's ImageFolder layout), read with Pillow, resized
+    to ``image_size`` and converted to RGB (``channels=3``) or grey (1). Classes are the sorted
+    folder names. Unreadable files raise :class:`DataError` naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} has no class sub-folders (expected {root}/<class>/<image files>)")
+    xs, ys = [], []
+    mode = "RGB" if channels == 3 else "L"
+    for label, name in enumerate(classes):
+        files = sorted(f for f in (root / name).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        if not files:
+            raise DataError(f"class folder {root / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    im = im.convert(mode).resize((image_size, image_size), Image.BILINEAR)
+                    arr = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+            except (UnidentifiedImageError, OSError) as e:
+                raise DataError(f"{f}: not a readable image ({e})") from e
+            xs.append(arr.view(image_size, image_size, channels).permute(2, 0, 1))
+            ys.append(label)
+    return torch.stack(xs).float() / 255.0, torch.tensor(ys, dtype=torch.long), classes
+
+
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100")
+DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "folder")
 
 
 class TensorPairs(Dataset):
@@ -260,7 +293,8 @@ class ImageDataModule(L.LightningDataModule):
     def __init__(self, dataset: str = "digits", data_dir: str | None = None, batch_size: int = 64,
                  eval_batch_size: int = 512, val_fraction: float = 0.1, train_size: int | None = None,
                  normalize: bool = True, seed: int = 0, class_subset: list[int] | None = None,
-                 train_per_class: int | None = None):
+                 train_per_class: int | None = None, folder: str | None = None, image_size: int = 32,
+                 channels: int = 3, test_fraction: float = 0.2):
         super().__init__()
         if dataset not in DATASETS:
             raise ConfigError(f"unknown image dataset {dataset!r}; available: {', '.join(DATASETS)}")
@@ -273,6 +307,9 @@ class ImageDataModule(L.LightningDataModule):
         if class_subset is not None and (not class_subset or len(set(class_subset)) != len(class_subset)):
             raise ConfigError(f"data.class_subset must be a non-empty list of distinct labels, got {class_subset!r}")
         self.class_subset = list(class_subset) if class_subset is not None else None
+        if dataset == "folder" and not folder:
+            raise ConfigError("dataset=folder needs data.folder=<root>/<class>/<images> (a 'test' subfolder of the same layout is used if present)")
+        self.folder, self.image_size, self.channels, self.test_fraction = folder, image_size, channels, test_fraction
         self.train_per_class = train_per_class
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
@@ -297,6 +334,8 @@ class ImageDataModule(L.LightningDataModule):
         if self.dataset in CIFAR:
             data, self.classes = load_cifar_dataset(self.dataset, self.data_dir)
             return data
+        if self.dataset == "folder":
+            return self._load_folder()
         return load_idx_dataset(self.dataset, self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
@@ -329,6 +368,18 @@ class ImageDataModule(L.LightningDataModule):
             self.stats = (mean.view(-1).tolist(), std.view(-1).tolist())
             self.splits = {k: ((v[0] - mean) / std, v[1]) for k, v in self.splits.items()}
 
+    def _load_folder(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        root = Path(self.folder)
+        train_root, test_root = (root / "train", root / "test") if (root / "train").is_dir() else (root, None)
+        x, y, self.classes = load_image_folder(train_root, self.image_size, self.channels)
+        if test_root is not None and test_root.is_dir():
+            tx, ty, test_classes = load_image_folder(test_root, self.image_size, self.channels)
+            if test_classes != self.classes:
+                raise DataError(f"{test_root} has classes {test_classes}, {train_root} has {self.classes}")
+            return {"train": (x, y), "test": (tx, ty)}
+        keep, test = _stratified_split(y, self.test_fraction, 12345)
+        return {"train": (x[keep], y[keep]), "test": (x[test], y[test])}
+
     def _subset(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         known = set(torch.unique(y).tolist())
         missing = [c for c in self.class_subset if c not in known]
@@ -345,7 +396,8 @@ class ImageDataModule(L.LightningDataModule):
         self.setup()
         x = self.splits["train"][0]
         c, h, w = x.shape[1:]
-        num_classes = len(self.class_subset) if self.class_subset else 100 if self.dataset == "cifar100" else 10
+        num_classes = (len(self.class_subset) if self.class_subset else 100 if self.dataset == "cifar100"
+                       else len(self.classes) if self.dataset == "folder" else 10)
         return {"num_classes": num_classes, "in_channels": c, "image_size": [h, w], "input_size": c * h * w}
 
     def _loader(self, split: str, train: bool) -> DataLoader:

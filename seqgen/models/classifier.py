@@ -84,6 +84,8 @@ class Classifier(SeqgenModule):
         self.backbone_lr_mult = backbone_lr_mult
         self.loaded_from_init: list[str] = []
         self.test_confusion: Tensor | None = None
+        self.test_mistakes: list[tuple[Tensor, int, int]] = []  # (image, true, predicted), for plotting callbacks
+        self.max_mistakes = 36
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -124,6 +126,14 @@ class Classifier(SeqgenModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         _, probs = self._step("test", batch)
         self.confmat.update(probs, batch[1])
+        x, y = batch
+        if x.dim() == 4 and len(self.test_mistakes) < self.max_mistakes:  # images: keep a few errors to show
+            pred = probs.argmax(-1)
+            for i in torch.nonzero(pred != y).view(-1)[: self.max_mistakes - len(self.test_mistakes)].tolist():
+                self.test_mistakes.append((x[i].detach().float().cpu(), int(y[i]), int(pred[i])))
+
+    def on_test_epoch_start(self) -> None:
+        self.test_mistakes = []
 
     def on_test_epoch_end(self) -> None:
         self.test_confusion = self.confmat.compute().cpu()
