@@ -186,3 +186,9 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "bad" / "cat" / "broken.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="broken.png"):
         ImageDataModule("folder", folder=str(tmp_path / "bad")).setup()
+
+
+def test_synthetic_images_for_speed_measurements():
+    dm = ImageDataModule("synthetic", batch_size=64)
+    dm.setup()
+    assert dm.splits["test"][0].shape == (512, 3, 32, 32) and dm.dims["num_classes"] == 10

@@ -241,7 +241,7 @@ def load_image_folder(root: str | Path, image_size: int = 32, channels: int = 3)
 
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "folder")
+DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "folder", "synthetic")
 
 
 class TensorPairs(Dataset):
@@ -336,6 +336,11 @@ class ImageDataModule(L.LightningDataModule):
             return data
         if self.dataset == "folder":
             return self._load_folder()
+        if self.dataset == "synthetic":  # random CIFAR-shaped images: for speed measurements only
+            gen = torch.Generator().manual_seed(self.seed)
+            size = self.image_size
+            return {s: (torch.rand(n, self.channels, size, size, generator=gen), torch.randint(0, 10, (n,), generator=gen))
+                    for s, n in (("train", 4096), ("test", 512))}
         return load_idx_dataset(self.dataset, self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
