@@ -79,3 +79,14 @@ def test_init_from_errors(tmp_path):
         apply_init_from(model, resuming=False)
     with pytest.raises(CheckpointError, match="no tensor"):
         model.load_backbone_state({"net.something.weight": torch.zeros(2, 2)}, "other.ckpt")
+
+
+@pytest.mark.slow
+def test_transfer_beats_scratch_with_10_labels_per_class(tmp_path):
+    """The worked example: LeNet features learnt on real MNIST 0-4 help learn 5-9 from 50 labels."""
+    quiet = ["callbacks.progress_bar=null", "logger=none", "trainer.enable_model_summary=false", "trainer.num_sanity_val_steps=0"]
+    run(make_cfg(tmp_path / "src", ["task=digits_lenet_0to4", *quiet]))
+    transfer = run(make_cfg(tmp_path / "tl", ["task=digits_transfer_0to4_5to9", f"model.init_from={tmp_path / 'src' / 'run'}", *quiet]))
+    scratch = run(make_cfg(tmp_path / "scratch", ["task=digits_transfer_0to4_5to9", "model.init_from=null",
+                                                  "model.freeze_backbone=false", *quiet]))
+    assert transfer["test/acc"] > scratch["test/acc"] + 0.01, (transfer["test/acc"], scratch["test/acc"])
