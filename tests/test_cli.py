@@ -108,3 +108,19 @@ def test_grid_multirun_and_sweep_report(tmp_path):
     accs = [float(row.split(",")[lines[0].split(",").index("val/acc")]) for row in lines[1:]]
     assert accs == sorted(accs, reverse=True)  # best first
     assert (sweeps[0] / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("task,metric", [("digits_mlp", "test/acc"), ("adding_lstm", "test/loss")])
+def test_ddp_cpu_other_families(tmp_path, task, metric):
+    """Classifier (map-style data, distributed sampler) and SequenceModel (per-rank generated
+    batches) under 2 gloo processes through the command line."""
+    proc = run_script([TRAIN, f"task={task}", "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=1",
+                       "trainer.limit_train_batches=5", "callbacks.progress_bar=null", "trainer.enable_model_summary=false"],
+                      tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = list((tmp_path / "outputs" / task).iterdir())
+    assert len(runs) == 1
+    import json
+
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metric in metrics and metrics[metric] == metrics[metric]  # logged and not NaN
