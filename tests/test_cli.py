@@ -124,3 +124,23 @@ def test_ddp_cpu_other_families(tmp_path, task, metric):
 
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metric in metrics and metrics[metric] == metrics[metric]  # logged and not NaN
+
+
+def test_optuna_sweep_three_trials_and_report(tmp_path):
+    proc = run_script([TRAIN, "-m", "task=digits_mlp", "hparams_search=digits_mlp_optuna", "trainer=debug",
+                       "hydra.sweeper.n_trials=3", "callbacks.progress_bar=null"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = next((tmp_path / "outputs" / "digits_mlp").glob("multirun_*"))
+    assert (sweep / "optimization_results.yaml").is_file()
+    rep = run_script([str(ROOT / "scripts" / "sweep_report.py"), str(sweep)], tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert len((sweep / "sweep.csv").read_text().splitlines()) == 4 and (sweep / "sweep.png").is_file()
+
+
+def test_submitit_local_multirun_two_jobs(tmp_path):
+    proc = run_script([TRAIN, "-m", "hydra/launcher=submitit_local", "task=digits_mlp", "trainer=debug",
+                       "callbacks.progress_bar=null", "model.optimizer.lr=0.01,0.001"], tmp_path, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = next((tmp_path / "outputs" / "digits_mlp").glob("multirun_*"))
+    assert sorted(p.name for p in sweep.glob("[0-9]")) == ["0", "1"]
+    assert all((sweep / j / "metrics.json").is_file() for j in ("0", "1"))

@@ -88,3 +88,17 @@ def test_digits_lenet_reaches_98_percent(tmp_path):
     assert metrics["test/acc"] >= 0.98, metrics["test/acc"]
     for png in ("confusion.png", "misclassified.png", "loss.png"):
         assert (tmp_path / "run" / "plots" / png).read_bytes()[:4] == b"\x89PNG", png
+
+
+def test_channels_last_classifier_matches_default_layout():
+    from seqgen.models import Classifier
+
+    torch.manual_seed(0)
+    spec = {"_target_": "seqgen.nets.vision.build_net", "name": "resnet18"}
+    a = Classifier(net=spec, num_classes=10, in_channels=3, image_size=[32, 32]).eval()
+    b = Classifier(net=spec, num_classes=10, in_channels=3, image_size=[32, 32], channels_last=True).eval()
+    b.net.load_state_dict(a.net.state_dict())
+    assert b.net.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x.contiguous(memory_format=torch.channels_last)), atol=1e-4, rtol=1e-4)

@@ -48,7 +48,7 @@ class Classifier(SeqgenModule):
                  label_smoothing: float = 0.0, log_grad_norms: bool = False, grad_norm_every: int = 1,
                  augment: list[dict[str, Any]] | None = None,
                  init_from: str | None = None, freeze_backbone: bool = False, unfreeze_at_epoch: int | None = None,
-                 backbone_lr_mult: float = 1.0,
+                 backbone_lr_mult: float = 1.0, channels_last: bool = False,
                  optimizer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
                  skip_nonfinite: bool = False, compile: bool = False, **dims: Any):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
@@ -82,6 +82,9 @@ class Classifier(SeqgenModule):
         self.confmat = MulticlassConfusionMatrix(num_classes)
         self.init_from, self.freeze_backbone, self.unfreeze_at_epoch = init_from, freeze_backbone, unfreeze_at_epoch
         self.backbone_lr_mult = backbone_lr_mult
+        self.channels_last = channels_last
+        if channels_last:  # NHWC kernels: faster convolutions with bf16/fp16 on GPUs and oneDNN CPUs
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.loaded_from_init: list[str] = []
         self.test_confusion: Tensor | None = None
         self.test_mistakes: list[tuple[Tensor, int, int]] = []  # (image, true, predicted), for plotting callbacks
@@ -99,6 +102,8 @@ class Classifier(SeqgenModule):
         x, y = batch
         if stage == "train" and len(self.augment):
             x = self.augment(x)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         logits = self.net(x)
         loss = self.loss_fn(logits, y)
         if stage == "train":  # auxiliary heads (GoogLeNet) add their weighted losses in training only
