@@ -189,5 +189,7 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     if not name:
         return None
     if name not in metrics:
+        if not cfg.get("train", True):  # an evaluation-only run (train=false) logs no validation metrics
+            return None
         raise ConfigError(f"optimized_metric {name!r} was not logged; logged: {', '.join(sorted(metrics))}")
     return metrics[name]

@@ -144,3 +144,24 @@ def test_submitit_local_multirun_two_jobs(tmp_path):
     sweep = next((tmp_path / "outputs" / "digits_mlp").glob("multirun_*"))
     assert sorted(p.name for p in sweep.glob("[0-9]")) == ["0", "1"]
     assert all((sweep / j / "metrics.json").is_file() for j in ("0", "1"))
+
+
+def test_ddp_test_metrics_equal_single_process(tmp_path):
+    """Evaluate one checkpoint on the digits test set in 1 process and in 2 gloo processes: the
+    torchmetrics accuracy synchronised across ranks matches (the distributed sampler pads 359
+    test images to 360, so at most one duplicated image separates them)."""
+    import json
+
+    proc = run_script([TRAIN, "task=digits_mlp", "trainer.max_epochs=2", "callbacks.progress_bar=null", "test=false"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    source = next((tmp_path / "outputs" / "digits_mlp").iterdir())
+    results = {}
+    for name, extra in (("single", []), ("ddp", ["trainer=ddp_cpu", "trainer.devices=2"])):
+        out = tmp_path / name
+        proc = run_script([TRAIN, "task=digits_mlp", "train=false", f"ckpt_path={source}", "callbacks.progress_bar=null",
+                           f"hydra.run.dir={out}", *extra], tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[name] = json.loads((out / "metrics.json").read_text())
+    assert results["single"]["test/acc"] > 0.8
+    assert abs(results["ddp"]["test/acc"] - results["single"]["test/acc"]) <= 1.5 / 359
+    assert abs(results["ddp"]["test/loss"] - results["single"]["test/loss"]) < 0.02
