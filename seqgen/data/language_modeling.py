@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from seqgen.data import corpora
 from seqgen.data.download import default_data_dir
+from seqgen.data.sharding import current_epoch, rank_world
 from seqgen.data.tokenizers import EOS, CharTokenizer, Tokenizer, WordTokenizer
 from seqgen.errors import ConfigError, DataError
 from seqgen.utils import check_positive
@@ -199,21 +200,15 @@ class LMDataModule(L.LightningDataModule):
         return float(-logp[self.streams[split]].mean())
 
     # -- loaders -------------------------------------------------------------------------
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 1
-        return trainer.global_rank, trainer.world_size
-
     def _rows(self, split: str, batch_size: int) -> torch.Tensor:
-        rank, world = self._rank_world()
+        rank, world = rank_world(self.trainer)
         data = batchify(self.streams[split], batch_size * world)
         if data.size(1) - 1 < 1:
             raise DataError(f"the {split} split is too short for batch size {batch_size}")
         return data[rank * batch_size : (rank + 1) * batch_size].contiguous()
 
     def _epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else 0
+        return current_epoch(self.trainer)
 
     def _loader(self, split: str, batch_size: int, jitter: bool) -> DataLoader:
         if not self.streams:

@@ -26,6 +26,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from seqgen.data.sharding import current_epoch, rank_world
 from seqgen.errors import ConfigError
 from seqgen.utils import check_positive
 
@@ -125,20 +126,15 @@ class SyntheticSequenceDataModule(L.LightningDataModule):
             for i, (split, n) in enumerate((("val", self.val_size), ("test", self.test_size))):
                 self.fixed[split] = self.make(n, torch.Generator().manual_seed(10_000 + 7919 * self.seed + i))
 
-    def _rank(self) -> tuple[int, int]:
-        t = self.trainer
-        return (t.global_rank, t.world_size) if t is not None else (0, 1)
-
     def train_dataloader(self) -> DataLoader:
-        rank, _ = self._rank()
-        epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else (lambda: 0)
-        ds = _Fresh(self.make, self.batch_size, self.train_batches, self.seed, epoch_fn, rank)
+        rank, _ = rank_world(self.trainer)
+        ds = _Fresh(self.make, self.batch_size, self.train_batches, self.seed, lambda: current_epoch(self.trainer), rank)
         return DataLoader(ds, batch_size=None, generator=torch.Generator().manual_seed(self.seed))
 
     def _fixed_loader(self, split: str) -> DataLoader:
         self.setup()
         x, y = self.fixed[split]
-        rank, world = self._rank()
+        rank, world = rank_world(self.trainer)
         x, y = x[rank::world], y[rank::world]
         batches = [(x[i : i + self.batch_size], y[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
         return DataLoader(batches, batch_size=None, shuffle=False)
