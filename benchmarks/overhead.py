@@ -56,21 +56,7 @@ def plain_loop(cfg, steps: int, warmup: int, precision: str) -> float:
 
 def seqgen_run(cfg, steps: int, warmup: int) -> float:
     timer = Throughput(warmup=warmup)
-    import seqgen.train as train
-
-    original = train._instantiate_group
-
-    def with_timer(group):
-        out = original(group)
-        if group is cfg.get("callbacks"):
-            out.append(timer)
-        return out
-
-    train._instantiate_group = with_timer
-    try:
-        run(cfg)
-    finally:
-        train._instantiate_group = original
+    run(cfg, extra_callbacks=[timer])
     return timer.steps_per_sec
 
 

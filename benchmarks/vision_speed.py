@@ -65,14 +65,7 @@ def seqgen_vs_plain(batch: int, steps: int, precision: str) -> tuple[float, floa
                                            "model.scheduler.name=none", f"trainer.precision={precision}",
                                            "model.optimizer.nesterov=false", "model.optimizer.weight_decay=0.0"])
         timer = Throughput(warmup=2)
-        import seqgen.train as train
-
-        original = train._instantiate_group
-        train._instantiate_group = lambda g: original(g) + ([timer] if g is cfg.get("callbacks") else [])
-        try:
-            run(cfg)
-        finally:
-            train._instantiate_group = original
+        run(cfg, extra_callbacks=[timer])
         ours = timer.items_per_sec
     torch.manual_seed(0)
     net = build_net("resnet18", num_classes=10, in_channels=3, image_size=32)

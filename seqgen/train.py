@@ -127,8 +127,9 @@ def last_checkpoint_path(trainer: L.Trainer) -> str:
     return max(paths, key=lambda p: Path(p).stat().st_mtime) if paths else ""
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
-    """Train (and test) the task described by ``cfg``; return the final metrics."""
+def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, ...] = ()) -> dict[str, float]:
+    """Train (and test) the task described by ``cfg``; return the final metrics.
+    ``extra_callbacks`` join the configured ones (e.g. a Throughput timer from Python)."""
     if isinstance(cfg, DictConfig):
         user = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         missing = sorted(OmegaConf.missing_keys(user))
@@ -150,7 +151,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     model = build_model(cfg, datamodule.dims)
     apply_init_from(model, resuming=ckpt_path is not None)
 
-    callbacks = _instantiate_group(cfg.get("callbacks"))
+    callbacks = _instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
     loggers = _instantiate_group(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor needs a logger
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]

@@ -158,3 +158,11 @@ def test_loss_curve_has_one_validation_point_per_epoch(tmp_path):
     with open(tmp_path / "run" / "metrics.csv") as f:
         logged = [float(r["val/loss"]) for r in csv.DictReader(f) if r.get("val/loss")]
     assert [float(v) for _, _, v in val] == pytest.approx(logged)  # this epoch's value, not the previous one
+
+
+def test_extra_callbacks_join_the_configured_ones(tmp_path):
+    from seqgen.callbacks import Throughput
+
+    timer = Throughput(warmup=1)
+    run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=4"]), extra_callbacks=[timer])
+    assert timer.steps == 3 and timer.items_per_sec > 0
