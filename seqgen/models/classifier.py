@@ -70,15 +70,13 @@ class Classifier(SeqgenModule):
         self.num_classes, self.loss_name, self.label_smoothing = num_classes, loss, label_smoothing
         self.log_grad_norms, self.grad_norm_every = log_grad_norms, grad_norm_every
         k = min(5, num_classes)
-        self.metrics = torch.nn.ModuleDict({
-            f"{stage}_{name}": metric
-            for stage in ("train", "val", "test")
-            for name, metric in (
-                ("acc", MulticlassAccuracy(num_classes, average="micro")),
-                ("top5", MulticlassAccuracy(num_classes, top_k=k, average="micro")),
-                ("f1", MulticlassF1Score(num_classes, average="macro")),
-            )
-        })
+        make = {"acc": lambda: MulticlassAccuracy(num_classes, average="micro"),
+                "top5": lambda: MulticlassAccuracy(num_classes, top_k=k, average="micro"),
+                "f1": lambda: MulticlassF1Score(num_classes, average="macro")}
+        # training tracks accuracy only (the others would cost every step and are never logged)
+        self.metric_names = {"train": ("acc",), "val": tuple(make), "test": tuple(make)}
+        self.metrics = torch.nn.ModuleDict({f"{stage}_{name}": make[name]()
+                                            for stage, names in self.metric_names.items() for name in names})
         self.confmat = MulticlassConfusionMatrix(num_classes)
         self.init_from, self.freeze_backbone, self.unfreeze_at_epoch = init_from, freeze_backbone, unfreeze_at_epoch
         self.backbone_lr_mult = backbone_lr_mult
@@ -110,15 +108,13 @@ class Classifier(SeqgenModule):
             for aux in getattr(self.net, "aux_outputs", None) or []:
                 loss = loss + getattr(self.net, "aux_weight", 0.3) * self.loss_fn(aux, y)
         probs = logits.detach().float()
-        for name in ("acc", "top5", "f1"):
-            self.metrics[f"{stage}_{name}"].update(probs, y)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=stage != "train",
                  batch_size=y.size(0))
-        for name in ("acc", "top5", "f1"):
-            if stage != "train" or name == "acc":
-                self.log(f"{stage}/{name}", self.metrics[f"{stage}_{name}"], on_step=False, on_epoch=True,
-                         prog_bar=name == "acc")
+        for name in self.metric_names[stage]:
+            metric = self.metrics[f"{stage}_{name}"]
+            metric.update(probs, y)
+            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "acc")
         return loss, probs
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
