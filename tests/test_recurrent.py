@@ -47,18 +47,13 @@ def test_cells_equal_fused(kind, layers, bidirectional, with_state, with_lengths
     outs, grads = [], []
     for net in (fused, cells):
         xi = x.clone().requires_grad_(True)
-        si = None
-        if state is not None:
-            si = tuple(s.clone().requires_grad_(True) for s in state) if isinstance(state, tuple) else state.clone().requires_grad_(True)
+        leaves = [] if state is None else [t.clone().requires_grad_(True) for t in (state if isinstance(state, tuple) else (state,))]
+        si = None if state is None else tuple(leaves) if isinstance(state, tuple) else leaves[0]
         out, final = net(xi, si, lengths=lengths)
         loss = (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum() + _flat(final).pow(2).sum()
         loss.backward()
         outs.append((out.detach(), _flat(final).detach()))
-        g = [xi.grad] + [p.grad for p in net.parameters()]
-        if si is not None:
-            g += list(si) if isinstance(si, tuple) else [si]
-            g[-len(si) if isinstance(si, tuple) else -1:] = [t.grad for t in (si if isinstance(si, tuple) else (si,))]
-        grads.append(g)
+        grads.append([xi.grad] + [p.grad for p in net.parameters()] + [t.grad for t in leaves])
     torch.testing.assert_close(outs[0][0], outs[1][0], atol=1e-10, rtol=1e-8)
     torch.testing.assert_close(outs[0][1], outs[1][1], atol=1e-10, rtol=1e-8)
     for a, b in zip(*grads):
