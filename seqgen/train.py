@@ -94,12 +94,59 @@ def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
     return str(path)
 
 
-def apply_init_from(model: L.LightningModule, resuming: bool) -> None:
+def resolve_reference(ref: str, cfg: DictConfig | None, key: str) -> str:
+    """A checkpoint reference: a ``.ckpt`` file, a run folder, or ``last:<task>`` -- the newest
+    ``last.ckpt`` of that task under ``paths.log_dir`` (chains recipes such as DBN pretraining
+    then fine-tuning)."""
+    ref = str(ref)
+    if not ref.startswith("last:"):
+        return ref
+    task = ref[len("last:"):]
+    if cfg is None:
+        raise CheckpointError(f"{key}={ref}: 'last:<task>' needs the run's config (paths.log_dir)")
+    root = Path(cfg.paths.log_dir) / task
+    found = list(root.glob("*/checkpoints/last.ckpt"))
+    if not found:
+        raise CheckpointError(f"{key}={ref}: no {root}/*/checkpoints/last.ckpt; train it first: "
+                              f"python scripts/train.py task={task}")
+    return str(max(found, key=lambda p: p.stat().st_mtime))
+
+
+def apply_init_from(model: L.LightningModule, resuming: bool, cfg: DictConfig | None = None) -> None:
     """Transfer learning: load the backbone named by the model's ``init_from`` (unless resuming,
     when the resumed checkpoint already holds the trained weights)."""
     source = getattr(model, "init_from", None)
     if source and not resuming and hasattr(model, "load_backbone_state"):
-        model.loaded_from_init = model.load_backbone_state(load_checkpoint(source)["state_dict"], str(source))
+        path = resolve_reference(source, cfg, "model.init_from")
+        model.loaded_from_init = model.load_backbone_state(load_checkpoint(path)["state_dict"], str(path))
+
+
+def attach_eval_classifier(model: L.LightningModule, dims: dict[str, Any], cfg: DictConfig | None = None) -> None:
+    """Generative models with ``eval_classifier`` (a seqgen Classifier checkpoint) get that
+    classifier, frozen, for their sample-quality metrics (it is not part of their checkpoints)."""
+    ref = getattr(model, "eval_classifier", None)
+    if not ref:
+        return
+    from seqgen.models import Classifier
+
+    path = resolve_reference(ref, cfg, "model.eval_classifier")
+    ckpt = load_checkpoint(path)
+    extras = ckpt.get("seqgen", {})
+    if extras.get("model_class") != "Classifier":
+        raise CheckpointError(f"model.eval_classifier={path} holds a {extras.get('model_class', 'non-seqgen')} model, "
+                              "not a Classifier")
+    theirs = extras.get("dims", {})
+    for k in ("in_channels", "image_size"):
+        if k in theirs and k in dims and list(_as_list(theirs[k])) != list(_as_list(dims[k])):
+            raise CheckpointError(f"model.eval_classifier={path} was trained on {k}={theirs[k]}, this data has {dims[k]}")
+    clf = Classifier.load_from_checkpoint(str(find_checkpoint(path)), map_location="cpu", weights_only=True)
+    clf.eval().requires_grad_(False)
+    clf.input_norm = extras.get("normalize_stats")
+    model.feature_classifier = [clf]
+
+
+def _as_list(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
 @rank_zero_only
@@ -149,7 +196,8 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
         datamodule.prepare_data()
     datamodule.setup("fit")
     model = build_model(cfg, datamodule.dims)
-    apply_init_from(model, resuming=ckpt_path is not None)
+    apply_init_from(model, resuming=ckpt_path is not None, cfg=cfg)
+    attach_eval_classifier(model, datamodule.dims, cfg)
 
     callbacks = _instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
     loggers = _instantiate_group(cfg.get("logger"))

@@ -1,7 +1,8 @@
 """Lightning callbacks: text samples, loss curves, seeding and checkpoint extras."""
 
+from seqgen.callbacks.images import ImageGrids
 from seqgen.callbacks.plots import ConfusionMatrixPlot, LossCurves
 from seqgen.callbacks.runtime import CheckpointExtras, EpochSeed, Throughput
 from seqgen.callbacks.text import TextSamples
 
-__all__ = ["CheckpointExtras", "ConfusionMatrixPlot", "EpochSeed", "LossCurves", "TextSamples", "Throughput"]
+__all__ = ["CheckpointExtras", "ConfusionMatrixPlot", "ImageGrids", "EpochSeed", "LossCurves", "TextSamples", "Throughput"]

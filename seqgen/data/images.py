@@ -265,6 +265,15 @@ def _as_batch(batch: Any) -> Any:
     return batch
 
 
+class _StochasticBinarize:
+    """Collate: each pixel becomes 1 with probability equal to its grey level, fresh every batch
+    (the global RNG, which :class:`seqgen.callbacks.EpochSeed` reseeds each epoch)."""
+
+    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        return torch.bernoulli(x), y
+
+
 class EpochShuffle(Sampler[int]):
     """A random order that depends only on ``seed`` and the epoch Lightning sets."""
 
@@ -294,8 +303,14 @@ class ImageDataModule(L.LightningDataModule):
                  eval_batch_size: int = 512, val_fraction: float = 0.1, train_size: int | None = None,
                  normalize: bool = True, seed: int = 0, class_subset: list[int] | None = None,
                  train_per_class: int | None = None, folder: str | None = None, image_size: int = 32,
-                 channels: int = 3, test_fraction: float = 0.2):
+                 channels: int = 3, test_fraction: float = 0.2, binarize: str | None = None,
+                 binarize_threshold: float = 0.5):
         super().__init__()
+        if binarize not in (None, "none", "threshold", "stochastic"):
+            raise ConfigError(f"data.binarize must be threshold, stochastic or null, got {binarize!r}")
+        if binarize not in (None, "none") and normalize:
+            raise ConfigError("data.binarize needs pixel values in [0, 1]: set data.normalize=false")
+        self.binarize, self.binarize_threshold = (None if binarize == "none" else binarize), binarize_threshold
         if dataset not in DATASETS:
             raise ConfigError(f"unknown image dataset {dataset!r}; available: {', '.join(DATASETS)}")
         check_positive("data.batch_size", batch_size)
@@ -367,6 +382,12 @@ class ImageDataModule(L.LightningDataModule):
             x, y = x[sel], y[sel]
         self.splits["train"] = (x, y)
         self.splits["test"] = data["test"]
+        if self.binarize == "threshold":
+            self.splits = {k: ((v[0] > self.binarize_threshold).float(), v[1]) for k, v in self.splits.items()}
+        elif self.binarize == "stochastic":  # evaluation sets sampled once (fixed); training batches afresh
+            gen = torch.Generator().manual_seed(self.seed + 3)
+            for k in ("val", "test"):
+                self.splits[k] = (torch.bernoulli(self.splits[k][0], generator=gen), self.splits[k][1])
         if self.normalize:  # per-channel statistics of the training images
             mean = x.mean(dim=(0, 2, 3), keepdim=True)
             std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
@@ -409,7 +430,8 @@ class ImageDataModule(L.LightningDataModule):
         self.setup()
         ds = TensorPairs(*self.splits[split])
         if train:
-            return DataLoader(ds, batch_size=self.batch_size, sampler=EpochShuffle(len(ds), self.seed), collate_fn=_as_batch)
+            collate = _StochasticBinarize() if self.binarize == "stochastic" else _as_batch
+            return DataLoader(ds, batch_size=self.batch_size, sampler=EpochShuffle(len(ds), self.seed), collate_fn=collate)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=_as_batch)
 
     def train_dataloader(self) -> DataLoader:
@@ -422,4 +444,5 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader("test", False)
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "classes": self.classes, "dims": self.dims}
+        return {"dataset": self.dataset, "classes": self.classes, "dims": self.dims,
+                "normalize_stats": getattr(self, "stats", None)}

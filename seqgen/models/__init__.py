@@ -1,8 +1,11 @@
 """LightningModules, one per training objective. Importable without Hydra."""
 
+from seqgen.models.autoencoder import VAE, AutoEncoder
 from seqgen.models.base import SeqgenModule
 from seqgen.models.classifier import Classifier
+from seqgen.models.gan import GAN
 from seqgen.models.language_model import LanguageModel
+from seqgen.models.rbm import DBNPretraining
 from seqgen.models.sequence_model import SequenceModel
 
-__all__ = ["Classifier", "LanguageModel", "SeqgenModule", "SequenceModel"]
+__all__ = ["VAE", "AutoEncoder", "Classifier", "DBNPretraining", "GAN", "LanguageModel", "SeqgenModule", "SequenceModel"]

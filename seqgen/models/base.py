@@ -12,6 +12,19 @@ from torch import Tensor
 
 from seqgen.errors import NonFiniteLossError
 from seqgen.models.optim import build_optimizer, build_scheduler, param_groups
+from seqgen.utils import build, locate, to_plain
+
+
+def build_net(spec: dict[str, Any] | torch.nn.Module, **dims: Any) -> torch.nn.Module:
+    """Build a net from a plain ``{"_target_": ...}`` mapping, passing the data dimensions
+    (``num_classes``, ``in_channels``, ``image_size``, ...) that its constructor accepts and the
+    spec does not set. A ready ``nn.Module`` is returned as is."""
+    if not isinstance(spec, dict):
+        return spec
+    import inspect
+
+    accepted = inspect.signature(locate(spec["_target_"])).parameters
+    return build(to_plain(spec), **{k: v for k, v in dims.items() if k in accepted and k not in spec})
 
 
 class SeqgenModule(L.LightningModule):

@@ -140,6 +140,24 @@ class Classifier(SeqgenModule):
         self.test_confusion = self.confmat.compute().cpu()
         self.confmat.reset()
 
+    @torch.no_grad()
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(penultimate features, logits) for a batch: the input of the net's last Linear layer.
+        ``input_norm`` (mean, std per channel), when set, standardises ``x`` first: generative
+        models hand in [0, 1] images to a classifier trained on standardised ones."""
+        norm = getattr(self, "input_norm", None)
+        if norm is not None:
+            mean, std = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(1, -1, 1, 1) for v in norm)
+            x = (x - mean) / std
+        last = [m for m in self.net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        captured: list[Tensor] = []
+        hook = last.register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+        try:
+            logits = self.net(x)
+        finally:
+            hook.remove()
+        return captured[-1].flatten(1).float(), logits.float()
+
     # -- transfer learning ------------------------------------------------------------------
     def head_parameter_names(self) -> set[str]:
         names = set()
@@ -156,8 +174,13 @@ class Classifier(SeqgenModule):
 
         head = self.head_parameter_names()
         own = self.net.state_dict()
-        src = {k[len("net."):]: v for k, v in state_dict.items() if k.startswith("net.")}
-        take = {k: v for k, v in src.items() if k in own and k not in head and own[k].shape == v.shape}
+        take: dict[str, Tensor] = {}
+        # another classifier ("net.*"), or an autoencoder whose encoder keeps a classifier's layout ("net.encoder.*")
+        for prefix in ("net.", "net.encoder."):
+            src = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            take = {k: v for k, v in src.items() if k in own and k not in head and own[k].shape == v.shape}
+            if take:
+                break
         if not take:
             raise CheckpointError(f"init_from: no tensor of {source} matches this net (another architecture?)")
         self.net.load_state_dict(take, strict=False)

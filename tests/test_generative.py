@@ -1,0 +1,302 @@
+"""Generative models: RBM/CD mathematics, VAE bounds, GAN manual optimisation, image grids,
+learning on real digits, transfer of pretrained encoders/stacks, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import lightning as L
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_cfg
+from seqgen.callbacks.images import make_grid, save_png
+from seqgen.data import ImageDataModule
+from seqgen.errors import CheckpointError, ConfigError, NonFiniteLossError
+from seqgen.models import GAN, VAE, AutoEncoder, Classifier, DBNPretraining
+from seqgen.models.gen_metrics import FeatureStats, classifier_score, frechet_distance
+from seqgen.nets import DBN, RBM, AutoEncoderNet, ConvNet, DCGANDiscriminator, DCGANGenerator
+from seqgen.nets.rbm import free_energy, gibbs_chain, hidden_probs
+from seqgen.train import apply_init_from, run
+
+FAST = ["callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false"]
+
+
+def _val_series(run_dir, key):
+    with open(run_dir / "metrics.csv") as f:
+        return [float(r[key]) for r in csv.DictReader(f) if r.get(key)]
+
+
+# -- RBM -------------------------------------------------------------------------------------------
+def test_free_energy_gradient_equals_hand_cd_update():
+    torch.manual_seed(0)
+    v_dim, h_dim, n = 6, 4, 5
+    w = torch.randn(h_dim, v_dim, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(v_dim, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(h_dim, dtype=torch.float64, requires_grad=True)
+    v0 = torch.bernoulli(torch.full((n, v_dim), 0.5, dtype=torch.float64))
+    with torch.no_grad():
+        _, vk = gibbs_chain(v0, w, b, c, k=3)
+    loss = free_energy(v0, w, b, c).mean() - free_energy(vk, w, b, c).mean()
+    loss.backward()
+    with torch.no_grad():  # CD-k by hand: <v h>_data - <v h>_model with h at its conditional mean
+        ph0, phk = hidden_probs(v0, w, c), hidden_probs(vk, w, c)
+        dw = (ph0.T @ v0 - phk.T @ vk) / n
+        db = (v0 - vk).mean(0)
+        dc = (ph0 - phk).mean(0)
+    assert torch.allclose(-w.grad, dw, atol=1e-12)
+    assert torch.allclose(-b.grad, db, atol=1e-12)
+    assert torch.allclose(-c.grad, dc, atol=1e-12)
+
+
+def test_free_energy_matches_brute_force_marginal():
+    """exp(-F(v)) = sum_h exp(-E(v, h)) on an RBM small enough to enumerate."""
+    torch.manual_seed(1)
+    rbm = RBM(3, 2).double().requires_grad_(False)
+    for p in rbm.parameters():
+        p.normal_()
+    v = torch.tensor([[1.0, 0.0, 1.0]], dtype=torch.float64)
+    total = 0.0
+    for bits in range(4):
+        h = torch.tensor([[(bits >> i) & 1 for i in range(2)]], dtype=torch.float64)
+        energy = -(v @ rbm.visible_bias) - (h @ rbm.hidden_bias) - (h @ rbm.weight @ v.T).squeeze()
+        total += math.exp(-float(energy))
+    assert math.isclose(math.exp(-float(rbm.free_energy(v))), total, rel_tol=1e-10)
+
+
+def test_gibbs_chain_shapes_and_ranges():
+    torch.manual_seed(0)
+    rbm = RBM(10, 7)
+    v = torch.bernoulli(torch.full((4, 10), 0.3))
+    sample, mean = rbm.gibbs(v, k=5)
+    assert sample.shape == mean.shape == (4, 10)
+    assert set(sample.unique().tolist()) <= {0.0, 1.0} and 0 <= mean.min() and mean.max() <= 1
+    g = RBM(10, 7, visible="gaussian")
+    s, m = g.gibbs(torch.randn(4, 10), k=2)
+    assert s.shape == (4, 10) and not torch.equal(s, m)  # Gaussian samples are the mean plus noise
+    dbn = DBN(10, [7, 5])
+    assert dbn.sample(3, steps=4).shape == (3, 10) and dbn.up(v, 2).shape == (4, 5)
+    with pytest.raises(ConfigError, match="visible"):
+        RBM(10, 7, visible="poisson")
+
+
+def test_pcd_chains_persist_and_travel_in_checkpoints():
+    model = DBNPretraining({"_target_": "seqgen.nets.DBN", "hidden_sizes": [8]}, persistent=True, input_size=64,
+                           in_channels=1, image_size=[8, 8])
+    v0 = torch.bernoulli(torch.full((5, 64), 0.4))
+    first = model.negative_sample(v0, 0).clone()
+    assert torch.equal(model.chains[0], first)
+    second = model.negative_sample(v0, 0)
+    assert torch.equal(model.chains[0], second)
+    ckpt: dict = {}
+    model.on_save_checkpoint(ckpt)
+    fresh = DBNPretraining({"_target_": "seqgen.nets.DBN", "hidden_sizes": [8]}, persistent=True, input_size=64,
+                           in_channels=1, image_size=[8, 8])
+    fresh.on_load_checkpoint(ckpt)
+    assert torch.equal(fresh.chains[0], second)
+
+
+def test_dbn_stack_initialises_sigmoid_mlp_classifier(tmp_path):
+    run(make_cfg(tmp_path / "pre", ["task=digits_dbn_pretrain", "model.epochs_per_layer=1", "trainer.max_epochs=2",
+                                    "trainer.limit_train_batches=3", "logger=none", *FAST]))
+    ckpt = torch.load(tmp_path / "pre" / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    clf = Classifier({"_target_": "seqgen.nets.MLP", "hidden_sizes": [128, 128], "activation": "sigmoid"},
+                     num_classes=10, input_size=64, init_from=str(tmp_path / "pre" / "run"))
+    apply_init_from(clf, resuming=False)
+    assert clf.loaded_from_init == ["features.1.bias", "features.1.weight", "features.3.bias", "features.3.weight"]
+    for k in clf.loaded_from_init:
+        assert torch.equal(clf.net.state_dict()[k], ckpt["state_dict"][f"net.{k}"])
+    # both layers were trained (greedy stages), not just the first
+    init = DBN(64, [128, 128])
+    for i in (1, 3):
+        assert not torch.equal(ckpt["state_dict"][f"net.features.{i}.weight"], init.features[i].weight)
+    # last:<task> finds the newest run of the pretraining task under paths.log_dir
+    cfg = make_cfg(tmp_path / "ft", ["task=digits_dbn"])
+    cfg.paths.log_dir = str(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError, match="task=digits_dbn_pretrain"):
+        apply_init_from(Classifier({"_target_": "seqgen.nets.MLP", "hidden_sizes": [128, 128]}, num_classes=10,
+                                   input_size=64, init_from="last:digits_dbn_pretrain"), resuming=False, cfg=cfg)
+
+
+# -- autoencoders and VAE -----------------------------------------------------------------------------
+def test_vae_kl_matches_closed_form_and_iwae_bounds_elbo():
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    assert torch.allclose(VAE.kl_divergence(mu, logvar), torch.distributions.kl_divergence(q, p).sum(-1))
+    vae = VAE({"_target_": "seqgen.nets.AutoEncoderNet", "latent_dim": 4, "hidden_sizes": [16]}, in_channels=1,
+              image_size=[8, 8])
+    x = torch.bernoulli(torch.full((6, 1, 8, 8), 0.3))
+    log_w = vae.log_weights(x, k=20)
+    assert log_w.shape == (6, 20)
+    assert (VAE.iwae_bound(log_w) >= log_w.mean(-1) - 1e-6).all()  # Jensen, on the very same samples
+    assert torch.allclose(VAE.iwae_bound(log_w[:, :1]), log_w[:, 0])  # k = 1: the ELBO sample itself
+
+
+def test_vae_elbo_improves_on_digits_and_writes_grids(tmp_path):
+    run(make_cfg(tmp_path, ["task=digits_vae", "trainer.max_epochs=4", "model.net.latent_dim=2", "model.iwae_k=10",
+                            "callbacks.image_grids.every_n_epochs=1", *FAST]))
+    elbo = _val_series(tmp_path / "run", "val/elbo")
+    assert len(elbo) == 4 and elbo[-1] > elbo[0] + 3, elbo  # nats per digit
+    samples = tmp_path / "run" / "samples"
+    for name in ("samples_epoch003.png", "reconstructions_test.png", "interpolations_test.png"):
+        assert (samples / name).is_file(), sorted(p.name for p in samples.iterdir())
+    with Image.open(samples / "samples_test.png") as im:  # 64 samples, 8 per row, 8x8 digits enlarged x4
+        assert im.size == (8 * (32 + 2) + 2, 8 * (32 + 2) + 2) and im.mode == "L"
+    assert (tmp_path / "run" / "plots" / "latent.png").is_file()
+
+
+def test_denoising_autoencoder_beats_the_noisy_input(tmp_path):
+    metrics = run(make_cfg(tmp_path, ["task=digits_dae", "trainer.max_epochs=15", "logger=none", *FAST]))
+    assert metrics["test/mse"] < 0.5 * metrics["test/noisy_mse"], metrics
+
+
+def test_autoencoder_losses_noise_and_sparsity():
+    net = {"_target_": "seqgen.nets.AutoEncoderNet", "latent_dim": 4, "hidden_sizes": [16]}
+    x = torch.rand(8, 1, 8, 8)
+    ae = AutoEncoder(net, noise="masking", noise_level=0.5, in_channels=1, image_size=[8, 8])
+    noisy = ae.corrupt(x, torch.Generator().manual_seed(0))
+    assert ((noisy == 0) | (noisy == x)).all() and 0.3 < (noisy == 0).float().mean() < 0.7
+    sparse = AutoEncoder(net, sparsity="kl", sparsity_target=0.05, sparsity_weight=1.0, in_channels=1, image_size=[8, 8])
+    code = torch.full((8, 4), math.log(0.05 / 0.95))  # sigmoid = 0.05 exactly: no penalty
+    assert float(sparse.sparsity_penalty(code)) == pytest.approx(0.0, abs=1e-6)
+    assert float(sparse.sparsity_penalty(torch.zeros(8, 4))) > 0.5
+    assert ae(x).shape == x.shape and 0 <= ae(x).min() and ae(x).max() <= 1
+
+
+def test_autoencoder_encoder_initialises_a_classifier():
+    ae = AutoEncoder({"_target_": "seqgen.nets.AutoEncoderNet", "kind": "conv", "latent_dim": 16, "channels": [8, 16]},
+                     in_channels=1, image_size=[8, 8])
+    clf = Classifier({"_target_": "seqgen.nets.ConvNet", "channels": [8, 16]}, num_classes=10, in_channels=1,
+                     image_size=[8, 8])
+    loaded = clf.load_backbone_state({f"net.{k}": v for k, v in ae.net.state_dict().items()})
+    assert loaded == ["features.0.bias", "features.0.weight", "features.2.bias", "features.2.weight"]
+    assert torch.equal(clf.net.features[0].weight, ae.net.encoder.features[0].weight)
+
+
+def test_stochastic_binarisation():
+    dm = ImageDataModule("digits", normalize=False, binarize="stochastic")
+    dm.setup()
+    assert set(dm.splits["val"][0].unique().tolist()) == {0.0, 1.0}
+    loader = dm.train_dataloader()
+    torch.manual_seed(0)
+    a = next(iter(loader))[0]
+    torch.manual_seed(1)
+    b = next(iter(loader))[0]
+    assert set(a.unique().tolist()) == {0.0, 1.0} and not torch.equal(a, b)  # same images, fresh binarisation
+    with pytest.raises(ConfigError, match="normalize=false"):
+        ImageDataModule("digits", binarize="threshold")
+
+
+# -- GANs ------------------------------------------------------------------------------------------
+class _CountSteps(L.Callback):
+    def __init__(self):
+        self.d_acc: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.d_acc.append(float(trainer.callback_metrics["train/d_acc_fake_step"]))
+
+
+class _CountOptimizerSteps(L.Callback):
+    """Counts real optimizer.step() calls per optimiser (generator first, as configured)."""
+
+    def __init__(self):
+        self.calls = [0, 0]
+
+    def on_train_start(self, trainer, pl_module):
+        for i, opt in enumerate(trainer.optimizers):
+            opt.register_step_post_hook(lambda *_, i=i: self.calls.__setitem__(i, self.calls[i] + 1))
+
+
+@pytest.mark.parametrize("n_critic", [1, 3])
+def test_gan_manual_optimisation_steps(tmp_path, n_critic):
+    accs, steps = _CountSteps(), _CountOptimizerSteps()
+    cfg = make_cfg(tmp_path, ["task=digits_gan", "trainer.max_epochs=1", "trainer.limit_train_batches=12",
+                              "trainer.limit_val_batches=1", f"model.n_critic={n_critic}", "model.eval_samples=50",
+                              "logger=none", *FAST])
+    run(cfg, extra_callbacks=[accs, steps])
+    generator_steps, discriminator_steps = steps.calls
+    assert (discriminator_steps, generator_steps) == (12, 12 // n_critic)
+    assert max(accs.d_acc) - min(accs.d_acc) > 0.1  # the discriminator's accuracy on fakes moves
+
+
+def test_gan_nan_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
+    class Poison(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                with torch.no_grad():
+                    next(pl_module.discriminator.parameters()).fill_(float("nan"))
+
+    cfg = make_cfg(tmp_path, ["task=digits_gan", "trainer.max_epochs=3", "trainer.limit_train_batches=3",
+                              "trainer.limit_val_batches=1", "model.eval_samples=50", "logger=none", *FAST])
+    with pytest.raises(NonFiniteLossError, match="last.ckpt") as err:
+        run(cfg, extra_callbacks=[Poison()])
+    assert "epoch 1" in str(err.value)
+    good = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert good["epoch"] == 0 and all(torch.isfinite(v).all() for v in good["state_dict"].values() if v.is_floating_point())
+
+
+def test_conditional_gan_rows_are_classes_and_eval_classifier_scores(tmp_path):
+    run(make_cfg(tmp_path / "clf", ["task=digits_mlp", "trainer.max_epochs=3", "logger=none", *FAST]))
+    metrics = run(make_cfg(tmp_path / "gan", [
+        "task=digits_gan", "model.conditional=true", "trainer.max_epochs=1", "trainer.limit_train_batches=5",
+        f"model.eval_classifier={tmp_path / 'clf' / 'run'}", "model.eval_samples=200", "logger=none", *FAST]))
+    assert metrics["val/fd"] > 0 and 1.0 <= metrics["val/classifier_score"] <= 10.0
+    gan = GAN({"_target_": "seqgen.nets.MLPGenerator", "hidden_sizes": [16]},
+              {"_target_": "seqgen.nets.MLPDiscriminator", "hidden_sizes": [16]}, latent_dim=4, conditional=True,
+              in_channels=1, image_size=[8, 8])
+    images, nrow = gan.visuals()["samples"]
+    assert images.shape == (60, 1, 8, 8) and nrow == 6  # 10 classes x 6 per row
+    with pytest.raises(CheckpointError, match="not a Classifier"):
+        run(make_cfg(tmp_path / "bad", ["task=digits_gan", f"model.eval_classifier={tmp_path / 'gan' / 'run'}",
+                                        "trainer=debug", *FAST]))
+
+
+def test_frechet_distance_and_classifier_score():
+    # 1-D Gaussians: FD = (m1 - m2)^2 + (s1 - s2)^2
+    fd = frechet_distance(torch.tensor([1.0]), torch.tensor([[4.0]]), torch.tensor([3.0]), torch.tensor([[1.0]]))
+    assert fd == pytest.approx(4.0 + 1.0)
+    x = torch.randn(500, 5, generator=torch.Generator().manual_seed(0))
+    a, b = FeatureStats(), FeatureStats()
+    a.update(x)
+    b.update(x[:250])
+    b.update(x[250:])
+    assert frechet_distance(*a.mean_cov(), *b.mean_cov()) == pytest.approx(0.0, abs=1e-9)
+    confident = torch.eye(4).repeat(5, 1) * 50
+    assert classifier_score(confident) == pytest.approx(4.0, rel=1e-6)
+    assert classifier_score(torch.zeros(10, 4)) == pytest.approx(1.0)
+
+
+# -- pictures and bad input ---------------------------------------------------------------------------
+def test_grid_png_has_expected_pixel_size(tmp_path):
+    grid = make_grid(torch.rand(10, 1, 8, 8), nrow=4, padding=2, scale=3)
+    assert grid.shape == (1, 3 * (24 + 2) + 2, 4 * (24 + 2) + 2)
+    path = save_png(grid, tmp_path / "g.png")
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size == (106, 80) and im.mode == "L"
+    rgb = save_png(make_grid(torch.rand(3, 3, 5, 5), nrow=3, padding=1), tmp_path / "c.png")
+    with Image.open(rgb) as im:
+        assert im.mode == "RGB" and im.size == (3 * 6 + 1, 7)
+
+
+def test_bad_latent_dim_and_image_sizes(tmp_path):
+    with pytest.raises(ConfigError, match="latent_dim must be a positive integer"):
+        run(make_cfg(tmp_path, ["task=digits_vae", "model.net.latent_dim=0", "trainer=debug"]))
+    with pytest.raises(ConfigError, match="latent_dim"):
+        AutoEncoderNet(1, 8, latent_dim=-3)
+    with pytest.raises(ConfigError, match="multiples of 4"):
+        ConvNet(1, 30, 10, channels=[8, 16])
+    with pytest.raises(ConfigError, match="e.g. 8, 12, 14, 16, 24, 28, 32"):
+        DCGANGenerator(16, 1, 9)
+    with pytest.raises(ConfigError, match="cannot make 11x11"):
+        DCGANDiscriminator(1, 11)
+    with pytest.raises(ConfigError, match="cannot be halved 4 time"):
+        run(make_cfg(tmp_path / "c", ["task=digits_ae", "model.net.kind=conv", "model.net.channels=[8,16,32,64]",
+                                      "trainer=debug"]))
+    assert DCGANGenerator(8, 1, 28)(torch.randn(2, 8)).shape == (2, 1, 28, 28)
+    assert DCGANDiscriminator(1, 32, base_channels=8)(torch.randn(2, 1, 32, 32)).shape == (2,)
