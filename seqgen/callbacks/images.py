@@ -10,6 +10,7 @@ grid after every ``every_n_epochs``-th validation and after the test, as
 from __future__ import annotations
 
 from pathlib import Path
+
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
