@@ -78,7 +78,10 @@ def write_multi30k(root: Path, monkeypatch) -> None:
     for split, n in (("train", 600), ("val", 100), ("test_2016_flickr", 100)):
         for lang in ("de", "en", "fr"):
             p = d / f"{split}.{lang}.gz"
-            p.write_bytes(gzip.compress(("\n".join(_sentences(n, hash((split, lang)) % 1000, unk=False)) + "\n").encode()))
+            lines = _sentences(n, hash((split, lang)) % 1000, unk=False)
+            mark = {"de": lambda w: w + "en", "en": lambda w: w, "fr": lambda w: "l'" + w}[lang]  # tell the languages apart
+            lines = [" ".join(mark(w) for w in ln.split()) for ln in lines]
+            p.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
             sums[p.name] = md5(p)
     monkeypatch.setattr(corpora, "MULTI30K_MD5", sums)
 
@@ -155,7 +158,82 @@ def write_cifar(root: Path, name: str, monkeypatch, per_batch: int = 20) -> Path
     return tpath
 
 
+def write_ag_news(root: Path, monkeypatch, n: int = 80) -> None:
+    """ag_news/{train,test}.csv: ``"class","title","description"``, every field quoted, classes 1-4,
+    ``\\`` for line breaks inside descriptions, as in Zhang et al.'s files."""
+    import csv
+
+    from seqgen.data import text_classification as tc
+
+    d = root / "ag_news"
+    d.mkdir(parents=True, exist_ok=True)
+    sums = {}
+    topics = {1: "war election minister", 2: "season game team", 3: "stocks market company", 4: "software internet space"}
+    for split, count in (("train", n), ("test", n // 4)):
+        rng = random.Random(split)
+        p = d / f"{split}.csv"
+        with open(p, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n")
+            for i in range(count):
+                c = i % 4 + 1
+                words = topics[c].split()
+                w.writerow([str(c), f"{rng.choice(words).title()} news, \"quoted\" ({i})",
+                            " ".join(rng.choice(words + ["the", "a", "of"]) for _ in range(12)) + "\\ more text"])
+        sums[split] = md5(p)
+    monkeypatch.setattr(tc, "AG_NEWS_MD5", sums)
+
+
+def write_sst2(root: Path, monkeypatch, n: int = 60) -> None:
+    """sst2/SST-2.zip holding SST-2/{train,dev,test}.tsv (``sentence\\tlabel`` header; test unlabelled)."""
+    from seqgen.data import text_classification as tc
+
+    d = root / "sst2"
+    d.mkdir(parents=True, exist_ok=True)
+    zpath = d / "SST-2.zip"
+    good, bad = "a moving , funny and wise film".split(), "a dull , tedious and empty mess".split()
+    rng = random.Random(2)
+
+    def rows(count: int) -> str:
+        out = ["sentence\tlabel"]
+        for i in range(count):
+            pool = good if i % 2 else bad
+            out.append(" ".join(rng.choice(pool) for _ in range(rng.randint(2, 9))) + f" \t{i % 2}")
+        return "\n".join(out) + "\n"
+
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.writestr("SST-2/train.tsv", rows(n))
+        zf.writestr("SST-2/dev.tsv", rows(n // 3))
+        zf.writestr("SST-2/test.tsv", "index\tsentence\n0\ta film\n")
+    monkeypatch.setattr(tc, "SST2", tc.Resource(tc.SST2.filename, tc.SST2.urls, md5=md5(zpath)))
+
+
+def write_imdb(root: Path, monkeypatch, n: int = 20) -> None:
+    """imdb/aclImdb_v1.tar.gz with aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt (and <br /> tags)."""
+    import io
+    import tarfile
+
+    from seqgen.data import text_classification as tc
+
+    d = root / "imdb"
+    d.mkdir(parents=True, exist_ok=True)
+    tpath = d / "aclImdb_v1.tar.gz"
+    rng = random.Random(3)
+    with tarfile.open(tpath, "w:gz") as tf:
+        for split in ("train", "test"):
+            for label, words in (("neg", "awful boring waste worst"), ("pos", "great wonderful loved best")):
+                for i in range(n):
+                    text = " ".join(rng.choice(words.split() + ["the", "movie", "was"]) for _ in range(30))
+                    data = (text[:40] + "<br /><br />" + text[40:]).encode()
+                    info = tarfile.TarInfo(f"aclImdb/{split}/{label}/{i}_{rng.randint(1, 10)}.txt")
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+    monkeypatch.setattr(tc, "IMDB", tc.Resource(tc.IMDB.filename, tc.IMDB.urls, md5=md5(tpath)))
+
+
 def write_all(root: Path, monkeypatch) -> Path:
+    write_ag_news(root, monkeypatch)
+    write_sst2(root, monkeypatch)
+    write_imdb(root, monkeypatch)
     write_cifar(root, "cifar10", monkeypatch)
     write_cifar(root, "cifar100", monkeypatch)
     write_idx_dataset(root, "mnist", monkeypatch)

@@ -4,9 +4,21 @@ from seqgen.data.download import Resource, extract_archive, fetch, verify
 from seqgen.data.images import ImageDataModule, read_idx
 from seqgen.data.language_modeling import LMDataModule, TokenStream, batchify
 from seqgen.data.synthetic import SyntheticSequenceDataModule
-from seqgen.data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer, load_tokenizer
+from seqgen.data.text import BucketBatchSampler, pad_batch
+from seqgen.data.text_classification import TextClassificationDataModule
+from seqgen.data.tokenizers import (
+    CharTokenizer,
+    SentencePieceTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    load_tokenizer,
+)
 
 __all__ = [
+    "BucketBatchSampler",
+    "SentencePieceTokenizer",
+    "TextClassificationDataModule",
+    "pad_batch",
     "CharTokenizer",
     "ImageDataModule",
     "LMDataModule",

@@ -194,3 +194,110 @@ def load_tokenizer(path_or_state: str | os.PathLike | dict[str, Any]) -> Tokeniz
     if isinstance(path_or_state, dict):
         return Tokenizer.from_dict(path_or_state)
     return Tokenizer.load(path_or_state)
+
+
+SEQ_SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0-3 for classification and translation vocabularies
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """Subword units (Kudo & Richardson 2018): ``model_type`` ``bpe`` or ``unigram``, trained on
+    the training split only. Ids: ``<pad>`` 0, ``<unk>`` 1, ``<bos>`` 2, ``<eos>`` 3, like
+    :class:`WordTokenizer` with :data:`SEQ_SPECIALS`. The serialized model travels as text
+    (base64) in ``to_dict``, so checkpoints with it load with ``weights_only=True``.
+
+    :meth:`train_cached` keeps the model in ``<cache_dir>/sentencepiece/<key>.model``, the key being
+    a hash of the settings and of the training text: the next run with the same data and settings
+    reuses it instead of training again.
+    """
+
+    kind = "sentencepiece"
+
+    def __init__(self, model_proto: bytes):
+        import sentencepiece as spm
+
+        self.model_proto = bytes(model_proto)
+        self.sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        self.pad_id, self.unk_id, self.bos_id, self.eos_id = 0, 1, 2, 3
+
+    @staticmethod
+    def settings(vocab_size: int, model_type: str, character_coverage: float) -> dict[str, Any]:
+        if model_type not in ("bpe", "unigram"):
+            raise ConfigError(f"sentencepiece model_type must be bpe or unigram, got {model_type!r}")
+        if not isinstance(vocab_size, int) or vocab_size <= 4:
+            raise ConfigError(f"sentencepiece vocab_size must be an integer > 4, got {vocab_size!r}")
+        return {"vocab_size": vocab_size, "model_type": model_type, "character_coverage": character_coverage}
+
+    @classmethod
+    def train(cls, lines: Sequence[str], vocab_size: int = 8000, model_type: str = "bpe",
+              character_coverage: float = 1.0) -> SentencePieceTokenizer:
+        import io
+
+        import sentencepiece as spm
+
+        opts = cls.settings(vocab_size, model_type, character_coverage)
+        lines = [ln for ln in lines if ln.strip()]
+        if not lines:
+            raise DataError("cannot train sentencepiece on an empty corpus")
+        buf = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(lines), model_writer=buf, pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+                input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=1,
+                minloglevel=2, hard_vocab_limit=False, **opts)
+        except RuntimeError as e:
+            raise DataError(f"sentencepiece training failed: {e}") from e
+        return cls(buf.getvalue())
+
+    @classmethod
+    def train_cached(cls, lines: Sequence[str], cache_dir: str | os.PathLike, vocab_size: int = 8000,
+                     model_type: str = "bpe", character_coverage: float = 1.0) -> tuple[SentencePieceTokenizer, bool]:
+        """(tokenizer, reused): train, or load the model cached for these settings and this text."""
+        import hashlib
+
+        opts = cls.settings(vocab_size, model_type, character_coverage)
+        h = hashlib.sha256(json.dumps(opts, sort_keys=True).encode())
+        for ln in lines:
+            h.update(ln.encode("utf-8"))
+            h.update(b"\n")
+        path = Path(cache_dir) / "sentencepiece" / f"{model_type}{vocab_size}-{h.hexdigest()[:16]}.model"
+        if path.is_file():
+            return cls(path.read_bytes()), True
+        tok = cls.train(lines, **opts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(tok.model_proto)
+        os.replace(tmp, path)
+        return tok, False
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def pieces(self, text: str) -> list[str]:
+        return self.sp.encode(text, out_type=str)
+
+    def encode(self, text: str, add_eos: bool = False) -> list[int]:
+        ids = self.sp.encode(text)
+        return [*ids, self.eos_id] if add_eos else ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        n = self.vocab_size
+        keep = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < n:
+                raise DataError(f"token id {i} is outside the vocabulary (size {n})")
+            if i not in (self.pad_id, self.bos_id, self.eos_id):
+                keep.append(i)
+        return self.sp.decode(keep)
+
+    def to_dict(self) -> dict[str, Any]:
+        import base64
+
+        return {"kind": self.kind, "model": base64.b64encode(self.model_proto).decode("ascii")}
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any]) -> SentencePieceTokenizer:
+        import base64
+
+        return cls(base64.b64decode(state["model"]))

@@ -7,8 +7,11 @@ from seqgen.nets.mlp import MLP, Maxout
 from seqgen.nets.rbm import DBN, RBM
 from seqgen.nets.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, Recurrent, RNNCell, detach_state
 from seqgen.nets.sequence import RecurrentHead
+from seqgen.nets.text import RecurrentTextClassifier, TextCNN
 
 __all__ = [
+    "RecurrentTextClassifier",
+    "TextCNN",
     "DBN",
     "RBM",
     "AutoEncoderNet",

@@ -1,0 +1,263 @@
+"""Text classification data: real readers, vocabularies from the training split, bucketed batches.
+
+``dataset``:
+
+* ``langid_multi30k`` -- which language (de, en, fr) a Multi30k caption is in: the raw task-1
+  files (md5-checked), every caption of a split once per language; offline-ready with
+  ``SEQGEN_DATA_DIR`` holding ``multi30k/``.
+* ``ag_news`` -- ``ag_news/{train,test}.csv`` (Zhang et al. 2015: ``"class","title","description"``,
+  classes 1-4, no header; torchtext's URLs and md5s).
+* ``sst2`` -- GLUE ``SST-2.zip`` (``SST-2/{train,dev}.tsv`` with a ``sentence\\tlabel`` header; the
+  unlabelled GLUE test split is not used: dev is the test set, validation is held out of train).
+* ``imdb`` -- ``aclImdb_v1.tar.gz`` (Maas et al. 2011; ``aclImdb/{train,test}/{neg,pos}/*.txt``).
+* ``table`` -- any CSV/TSV files by column names (``train_file``, ``test_file``, ``text_column``,
+  ``label_column``, ``delimiter``).
+
+Batches are ``(tokens (B, T) padded with 0, labels (B,))``; training batches come from a
+:class:`~seqgen.data.text.BucketBatchSampler`. ``tokenizer``: ``{"kind": "word", "min_freq",
+"max_size", "lower"}`` or ``{"kind": "sentencepiece", "vocab_size", "model_type"}`` (cached in
+``data_dir``), built on the training split only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from seqgen.data.download import Resource, default_data_dir, extract_archive, fetch
+from seqgen.data.text import BucketBatchSampler, pad_batch
+from seqgen.data.tokenizers import SEQ_SPECIALS, SentencePieceTokenizer, Tokenizer, WordTokenizer
+from seqgen.errors import ConfigError, DataError
+
+TEXT_DATASETS = ("langid_multi30k", "ag_news", "sst2", "imdb", "table")
+AG_NEWS_BASE = "https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv/"
+AG_NEWS_MD5 = {"train": "b1a00f826fdfbd249f79597b59e1dc12", "test": "d52ea96a97a2d943681189a97654912d"}
+AG_NEWS_CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
+SST2 = Resource("sst2/SST-2.zip", ("https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",), md5="9f81648d4199384278b86e315dac217c")
+IMDB = Resource("imdb/aclImdb_v1.tar.gz", ("https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",),
+                md5="7c2ac02c03563afcf9b574c7e56c153a")
+LANGS = ("de", "en", "fr")
+
+
+def ag_news_resource(split: str) -> Resource:
+    return Resource(f"ag_news/{split}.csv", (AG_NEWS_BASE + f"{split}.csv",), md5=AG_NEWS_MD5[split])
+
+
+def read_ag_news_csv(path: str | Path) -> tuple[list[str], list[int]]:
+    """AG News CSV: ``"3","title","description"`` per row, classes 1-4 -> 0-3; ``\\`` in the
+    text marks a line break in the source and becomes a space."""
+    texts, labels = [], []
+    with open(path, encoding="utf-8", newline="") as f:
+        for i, row in enumerate(csv.reader(f), 1):
+            if len(row) < 3 or not row[0].strip().isdigit() or not 1 <= int(row[0]) <= 4:
+                raise DataError(f"{path}:{i}: expected \"class(1-4)\",\"title\",\"description\", got {row[:3]!r}")
+            text = " ".join(row[1:]).replace("\\n", " ").replace("\\", " ")
+            texts.append(" ".join(text.split()))
+            labels.append(int(row[0]) - 1)
+    if not texts:
+        raise DataError(f"{path}: no rows")
+    return texts, labels
+
+
+def read_table(source: str | Path | io.StringIO, text_column: str, label_column: str, delimiter: str = ",",
+               label_map: dict[str, int] | None = None) -> tuple[list[str], list[str]]:
+    """Rows of a CSV/TSV file with a header; returns (texts, raw labels as strings)."""
+    f = open(source, encoding="utf-8", newline="") if not isinstance(source, io.StringIO) else source
+    with f:
+        reader = csv.DictReader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+        cols = reader.fieldnames or []
+        for c in (text_column, label_column):
+            if c not in cols:
+                raise DataError(f"{source}: no column {c!r}; columns: {', '.join(cols)}")
+        texts, labels = [], []
+        for row in reader:
+            texts.append(row[text_column])
+            labels.append(row[label_column])
+    if not texts:
+        raise DataError(f"{source}: no rows")
+    return texts, labels
+
+
+def read_imdb_folder(root: str | Path, split: str) -> tuple[list[str], list[int]]:
+    """``<root>/<split>/neg/*.txt`` (label 0) and ``pos`` (label 1), ``<br />`` removed."""
+    texts, labels = [], []
+    for label, name in enumerate(("neg", "pos")):
+        folder = Path(root) / split / name
+        if not folder.is_dir():
+            raise DataError(f"IMDB: missing folder {folder} (expected aclImdb/{{train,test}}/{{neg,pos}}/*.txt)")
+        for p in sorted(folder.glob("*.txt")):
+            texts.append(re.sub(r"<br\s*/?>", " ", p.read_text(encoding="utf-8")))
+            labels.append(label)
+    return texts, labels
+
+
+def _stratified(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    y = torch.tensor(labels)
+    gen = torch.Generator().manual_seed(seed)
+    keep, held = [], []
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).view(-1)
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        k = int(round(len(idx) * fraction))
+        held += idx[:k].tolist()
+        keep += idx[k:].tolist()
+    return sorted(keep), sorted(held)
+
+
+class TextClassificationDataModule(L.LightningDataModule):
+    def __init__(self, dataset: str = "langid_multi30k", data_dir: str | None = None, batch_size: int = 64,
+                 eval_batch_size: int = 256, tokenizer: dict[str, Any] | None = None, max_len: int = 256,
+                 val_fraction: float = 0.1, train_size: int | None = None, seed: int = 0, max_tokens: int | None = None,
+                 train_file: str | None = None, test_file: str | None = None, text_column: str = "text",
+                 label_column: str = "label", delimiter: str = ","):
+        super().__init__()
+        if dataset not in TEXT_DATASETS:
+            raise ConfigError(f"unknown text dataset {dataset!r}; available: {', '.join(TEXT_DATASETS)}")
+        if dataset == "table" and not (train_file and test_file):
+            raise ConfigError("dataset=table needs data.train_file and data.test_file (CSV/TSV with a header)")
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        self.dataset, self.data_dir = dataset, str(data_dir or default_data_dir())
+        self.batch_size, self.eval_batch_size, self.max_len, self.max_tokens = batch_size, eval_batch_size, max_len, max_tokens
+        self.tokenizer_cfg = dict(tokenizer or {"kind": "word", "min_freq": 2, "lower": True})
+        self.val_fraction, self.train_size, self.seed = val_fraction, train_size, seed
+        self.train_file, self.test_file = train_file, test_file
+        self.text_column, self.label_column, self.delimiter = text_column, label_column, delimiter
+        self.tokenizer: Tokenizer | None = None
+        self.classes: list[str] = []
+        self.splits: dict[str, tuple[list[list[int]], torch.Tensor]] = {}
+        self.texts: dict[str, tuple[list[str], list[int]]] = {}
+
+    def prepare_data(self) -> None:
+        if self.dataset == "ag_news":
+            for s in ("train", "test"):
+                fetch(ag_news_resource(s), self.data_dir)
+        elif self.dataset == "sst2":
+            fetch(SST2, self.data_dir)
+        elif self.dataset == "imdb":
+            fetch(IMDB, self.data_dir)
+
+    # -- reading ----------------------------------------------------------------------------
+    def _read(self) -> dict[str, tuple[list[str], list[int]]]:
+        root = Path(self.data_dir)
+        if self.dataset == "langid_multi30k":
+            from seqgen.data.corpora import multi30k_lines
+
+            self.classes = list(LANGS)
+            out = {}
+            for split in ("train", "valid", "test"):
+                texts, labels = [], []
+                for k, lang in enumerate(LANGS):
+                    lines = [ln for ln in multi30k_lines(self.data_dir, split, lang) if ln.strip()]
+                    texts += lines
+                    labels += [k] * len(lines)
+                out[split] = (texts, labels)
+            return out
+        if self.dataset == "ag_news":
+            self.classes = list(AG_NEWS_CLASSES)
+            return {s: read_ag_news_csv(fetch(ag_news_resource(s), self.data_dir)) for s in ("train", "test")}
+        if self.dataset == "sst2":
+            folder = _extracted(fetch(SST2, self.data_dir), root / "sst2", "SST-2/dev.tsv")
+            self.classes = ["negative", "positive"]
+            out = {}
+            for split, name in (("train", "train.tsv"), ("test", "dev.tsv")):
+                texts, labels = read_table(_find(folder, f"SST-2/{name}"), "sentence", "label", "\t")
+                out[split] = (texts, [int(v) for v in labels])
+            return out
+        if self.dataset == "imdb":
+            folder = _extracted(fetch(IMDB, self.data_dir), root / "imdb", "aclImdb/test/pos")
+            self.classes = ["negative", "positive"]
+            base = _find(folder, "aclImdb")
+            return {s: read_imdb_folder(base, s) for s in ("train", "test")}
+        raw = {s: read_table(f, self.text_column, self.label_column, self.delimiter)
+               for s, f in (("train", self.train_file), ("test", self.test_file))}
+        self.classes = sorted(set(raw["train"][1]))
+        index = {c: i for i, c in enumerate(self.classes)}
+        unknown = sorted(set(raw["test"][1]) - set(index))
+        if unknown:
+            raise DataError(f"{self.test_file}: labels {unknown[:5]} do not occur in {self.train_file}")
+        return {s: (t, [index[v] for v in lab]) for s, (t, lab) in raw.items()}
+
+    def _build_tokenizer(self, lines: list[str]) -> Tokenizer:
+        cfg = dict(self.tokenizer_cfg)
+        kind = cfg.pop("kind", "word")
+        if kind == "word":
+            return WordTokenizer.train(lines, specials=SEQ_SPECIALS, **cfg)
+        if kind == "sentencepiece":
+            tok, _ = SentencePieceTokenizer.train_cached(lines, self.data_dir, **cfg)
+            return tok
+        raise ConfigError(f"unknown tokenizer kind {kind!r}; available: word, sentencepiece")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        data = self._read()
+        if "valid" not in data:
+            texts, labels = data["train"]
+            keep, held = _stratified(labels, self.val_fraction, self.seed)
+            data["valid"] = ([texts[i] for i in held], [labels[i] for i in held])
+            data["train"] = ([texts[i] for i in keep], [labels[i] for i in keep])
+        if self.train_size is not None and self.train_size < len(data["train"][1]):
+            texts, labels = data["train"]
+            _, small = _stratified(labels, self.train_size / len(labels), self.seed + 1)
+            data["train"] = ([texts[i] for i in small], [labels[i] for i in small])
+        self.texts = data
+        self.tokenizer = self._build_tokenizer(data["train"][0])
+        for split, (texts, labels) in data.items():
+            ids = [self.tokenizer.encode(t)[: self.max_len] or [1] for t in texts]  # an empty text becomes <unk>
+            self.splits[split] = (ids, torch.tensor(labels, dtype=torch.long))
+
+    @property
+    def dims(self) -> dict[str, Any]:
+        self.setup()
+        return {"vocab_size": self.tokenizer.vocab_size, "num_classes": len(self.classes)}
+
+    def _collate(self, split: str):
+        ids, labels = self.splits[split]
+
+        def collate(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+            tokens, _ = pad_batch([ids[i] for i in idx])
+            return tokens, labels[torch.as_tensor(idx)]
+
+        return collate
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        ids, _ = self.splits["train"]
+        sampler = BucketBatchSampler([len(s) for s in ids], self.batch_size, seed=self.seed, max_tokens=self.max_tokens)
+        return DataLoader(range(len(ids)), batch_sampler=sampler, collate_fn=self._collate("train"))
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        self.setup()
+        ids, _ = self.splits[split]
+        sampler = BucketBatchSampler([len(s) for s in ids], self.eval_batch_size, shuffle=False)
+        return DataLoader(range(len(ids)), batch_sampler=sampler, collate_fn=self._collate(split))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "classes": self.classes,
+                "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None}
+
+
+def _extracted(archive: Path, dest: Path, marker: str) -> Path:
+    """Extract once: an archive whose ``marker`` path already exists under ``dest`` is not re-read."""
+    return dest if (dest / marker).exists() else extract_archive(archive, dest)
+
+
+def _find(folder: Path, rel: str) -> Path:
+    for cand in (folder / rel, *folder.glob(f"*/{rel}")):
+        if cand.exists():
+            return cand
+    raise DataError(f"{rel} not found under {folder} (was the archive complete?)")
