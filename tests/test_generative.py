@@ -300,3 +300,22 @@ def test_bad_latent_dim_and_image_sizes(tmp_path):
                                       "trainer=debug"]))
     assert DCGANGenerator(8, 1, 28)(torch.randn(2, 8)).shape == (2, 1, 28, 28)
     assert DCGANDiscriminator(1, 32, base_channels=8)(torch.randn(2, 1, 32, 32)).shape == (2,)
+
+
+def test_conv_gaussian_vae_and_colour_dcgan_shapes():
+    """The conv VAE with a Gaussian decoder and DCGAN nets on CIFAR-shaped colour images."""
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32)
+    vae = VAE({"_target_": "seqgen.nets.AutoEncoderNet", "kind": "conv", "latent_dim": 8, "channels": [8, 16]},
+              likelihood="gaussian", in_channels=3, image_size=[32, 32])
+    rec, kl, out = vae.elbo_terms(x)
+    assert out.shape == x.shape and rec.shape == kl.shape == (4,)
+    (rec + kl).mean().backward()
+    assert all(p.grad is not None for p in vae.parameters())
+    gan = GAN({"_target_": "seqgen.nets.DCGANGenerator", "base_channels": 8},
+              {"_target_": "seqgen.nets.DCGANDiscriminator", "base_channels": 8, "norm": "layer"}, latent_dim=16,
+              loss="wgan_gp", in_channels=3, image_size=[32, 32])
+    fake = gan.generator(torch.randn(4, 16))
+    assert fake.shape == (4, 3, 32, 32) and fake.abs().max() <= 1
+    loss, _, _ = gan.discriminator_loss(x * 2 - 1, fake.detach(), None)
+    assert torch.isfinite(loss)
