@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqgen.data.download import Resource, default_data_dir, fetch
+from seqgen.data.splits import stratified_split
 from seqgen.errors import ConfigError, DataError
 from seqgen.utils import check_positive
 
@@ -103,19 +104,6 @@ def load_idx_dataset(name: str, root: str | Path) -> dict[str, tuple[torch.Tenso
     return out
 
 
-def _stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (keep, held_out): ``fraction`` of each class held out, chosen with ``seed``."""
-    gen = torch.Generator().manual_seed(seed)
-    keep, held = [], []
-    for c in torch.unique(y):
-        idx = torch.nonzero(y == c).view(-1)
-        idx = idx[torch.randperm(len(idx), generator=gen)]
-        k = int(round(len(idx) * fraction))
-        held.append(idx[:k])
-        keep.append(idx[k:])
-    return torch.cat(keep).sort().values, torch.cat(held).sort().values
-
-
 def load_digits_dataset(seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     try:
         from sklearn.datasets import load_digits
@@ -124,7 +112,7 @@ def load_digits_dataset(seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Te
     d = load_digits()
     x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(d.target, dtype=torch.long)
-    train, test = _stratified_split(y, 0.2, 12345)  # fixed test set, whatever the run's seed
+    train, test = stratified_split(y, 0.2, 12345)  # fixed test set, whatever the run's seed
     return {"train": (x[train], y[train]), "test": (x[test], y[test])}
 
 
@@ -136,7 +124,7 @@ def load_mnist5k_dataset() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     X, y = mnist_data()
     x = torch.tensor(X, dtype=torch.float32).view(-1, 1, 28, 28) / 255.0
     y = torch.tensor(y, dtype=torch.long)
-    train, test = _stratified_split(y, 0.2, 12345)
+    train, test = stratified_split(y, 0.2, 12345)
     return {"train": (x[train], y[train]), "test": (x[test], y[test])}
 
 
@@ -366,11 +354,11 @@ class ImageDataModule(L.LightningDataModule):
             data = {k: self._subset(*v) for k, v in data.items()}
             self.classes = [self.classes[c] if c < len(self.classes) else str(c) for c in self.class_subset]
         x, y = data["train"]
-        keep, val = _stratified_split(y, self.val_fraction, self.seed)
+        keep, val = stratified_split(y, self.val_fraction, self.seed)
         self.splits["val"] = (x[val], y[val])
         x, y = x[keep], y[keep]
         if self.train_size is not None and self.train_size < len(y):
-            _, small = _stratified_split(y, self.train_size / len(y), self.seed + 1)
+            _, small = stratified_split(y, self.train_size / len(y), self.seed + 1)
             x, y = x[small], y[small]
         if self.train_per_class is not None:
             gen = torch.Generator().manual_seed(self.seed + 2)
@@ -403,7 +391,7 @@ class ImageDataModule(L.LightningDataModule):
             if test_classes != self.classes:
                 raise DataError(f"{test_root} has classes {test_classes}, {train_root} has {self.classes}")
             return {"train": (x, y), "test": (tx, ty)}
-        keep, test = _stratified_split(y, self.test_fraction, 12345)
+        keep, test = stratified_split(y, self.test_fraction, 12345)
         return {"train": (x[keep], y[keep]), "test": (x[test], y[test])}
 
     def _subset(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from seqgen.data.download import Resource, default_data_dir, extract_archive, fetch
+from seqgen.data.splits import stratified_split
 from seqgen.data.text import BucketBatchSampler, pad_batch
 from seqgen.data.tokenizers import SEQ_SPECIALS, SentencePieceTokenizer, Tokenizer, WordTokenizer
 from seqgen.errors import ConfigError, DataError
@@ -98,19 +99,6 @@ def read_imdb_folder(root: str | Path, split: str) -> tuple[list[str], list[int]
     return texts, labels
 
 
-def _stratified(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    y = torch.tensor(labels)
-    gen = torch.Generator().manual_seed(seed)
-    keep, held = [], []
-    for c in torch.unique(y):
-        idx = torch.nonzero(y == c).view(-1)
-        idx = idx[torch.randperm(len(idx), generator=gen)]
-        k = int(round(len(idx) * fraction))
-        held += idx[:k].tolist()
-        keep += idx[k:].tolist()
-    return sorted(keep), sorted(held)
-
-
 class TextClassificationDataModule(L.LightningDataModule):
     def __init__(self, dataset: str = "langid_multi30k", data_dir: str | None = None, batch_size: int = 64,
                  eval_batch_size: int = 256, tokenizer: dict[str, Any] | None = None, max_len: int = 256,
@@ -133,7 +121,6 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.tokenizer: Tokenizer | None = None
         self.classes: list[str] = []
         self.splits: dict[str, tuple[list[list[int]], torch.Tensor]] = {}
-        self.texts: dict[str, tuple[list[str], list[int]]] = {}
 
     def prepare_data(self) -> None:
         if self.dataset == "ag_news":
@@ -201,14 +188,13 @@ class TextClassificationDataModule(L.LightningDataModule):
         data = self._read()
         if "valid" not in data:
             texts, labels = data["train"]
-            keep, held = _stratified(labels, self.val_fraction, self.seed)
+            keep, held = (t.tolist() for t in stratified_split(torch.tensor(labels), self.val_fraction, self.seed))
             data["valid"] = ([texts[i] for i in held], [labels[i] for i in held])
             data["train"] = ([texts[i] for i in keep], [labels[i] for i in keep])
         if self.train_size is not None and self.train_size < len(data["train"][1]):
             texts, labels = data["train"]
-            _, small = _stratified(labels, self.train_size / len(labels), self.seed + 1)
+            small = stratified_split(torch.tensor(labels), self.train_size / len(labels), self.seed + 1)[1].tolist()
             data["train"] = ([texts[i] for i in small], [labels[i] for i in small])
-        self.texts = data
         self.tokenizer = self._build_tokenizer(data["train"][0])
         for split, (texts, labels) in data.items():
             ids = [self.tokenizer.encode(t)[: self.max_len] or [1] for t in texts]  # an empty text becomes <unk>
