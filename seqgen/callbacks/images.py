@@ -59,7 +59,6 @@ def default_scale(h: int) -> int:
 class ImageGrids(L.Callback):
     def __init__(self, every_n_epochs: int = 1, dirname: str = "samples", scale: int | None = None):
         self.every_n_epochs, self.dirname, self.scale = every_n_epochs, dirname, scale
-        self.written: list[Path] = []
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str, step: int) -> None:
         visuals = getattr(pl_module, "visuals", None)
@@ -75,7 +74,7 @@ class ImageGrids(L.Callback):
         for name, (images, nrow) in pictures.items():
             scale = self.scale or default_scale(images.shape[-2])
             grid = make_grid(images, nrow=nrow, scale=scale)
-            self.written.append(save_png(grid, folder / f"{name}_{tag}.png"))
+            save_png(grid, folder / f"{name}_{tag}.png")
             for logger in trainer.loggers:
                 exp = getattr(logger, "experiment", None)
                 if hasattr(exp, "add_image"):

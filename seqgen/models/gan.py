@@ -71,7 +71,6 @@ class GAN(SeqgenModule):
         self.register_buffer("fixed_z", torch.randn(num_samples, latent_dim, generator=gen), persistent=False)
         self.register_buffer("fixed_y", torch.arange(num_samples) % num_classes, persistent=False)
         self.feature_classifier: list[torch.nn.Module] = []  # attached by seqgen.train (not a submodule: never saved)
-        self.steps = {"d": 0, "g": 0}
         self._real_pix = self._real_feat = None
 
     # -- generation ------------------------------------------------------------------------------
@@ -121,11 +120,15 @@ class GAN(SeqgenModule):
             return -d_fake.mean()
         return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
 
-    def _check(self, loss: Tensor, what: str) -> bool:
-        """True when the loss is finite; otherwise skip (skip_nonfinite) or raise with the step."""
-        if torch.isfinite(loss).all():
-            return True
-        return self.finite_or_skip(loss.detach()) is not None  # raises unless skip_nonfinite
+    def _optimizer_step(self, optimizer: Any, loss: Tensor) -> bool:
+        """Backward and step when the loss is finite; otherwise skip (skip_nonfinite: False is
+        returned) or raise with the step number."""
+        if not torch.isfinite(loss).all() and self.finite_or_skip(loss.detach()) is None:
+            return False
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        return True
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         opt_g, opt_d = self.optimizers()
@@ -137,24 +140,16 @@ class GAN(SeqgenModule):
         # discriminator / critic step
         fake = self.generator(z, labels).detach()
         d_loss, acc_real, acc_fake = self.discriminator_loss(real, fake, labels)
-        if not self._check(d_loss, "discriminator"):
+        if not self._optimizer_step(opt_d, d_loss):
             return None
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(d_loss)
-        opt_d.step()
-        self.steps["d"] += 1
         self.log_dict({"train/d_loss": d_loss.detach(), "train/d_acc_real": acc_real, "train/d_acc_fake": acc_fake},
                       on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         # generator step (every n_critic batches)
         if (batch_idx + 1) % self.n_critic == 0:
             z = torch.randn(n, self.latent_dim, device=self.device)
             g_loss = self.generator_loss(self.generator(z, labels), labels)
-            if not self._check(g_loss, "generator"):
+            if not self._optimizer_step(opt_g, g_loss):
                 return None
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(g_loss)
-            opt_g.step()
-            self.steps["g"] += 1
             self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         return d_loss.detach()
 
@@ -166,74 +161,66 @@ class GAN(SeqgenModule):
         clf = self.feature_classifier[0].to(self.device).eval()
         return clf.features_and_logits(images)
 
-    def on_validation_epoch_start(self) -> None:
+    def _start_eval(self) -> None:
         self._real_pix, self._real_feat = FeatureStats(), FeatureStats()
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    on_validation_epoch_start = on_test_epoch_start = _start_eval
+
+    def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> None:
+        """Collect the real images' statistics; log D's view of them vs fresh fakes (a cheap health signal)."""
         x, y = batch
         self._real_pix.update(x.flatten(1))
-        feats = self._features(x)
+        feats = self._features(x) if stage == "val" else None
         if feats is not None:
             self._real_feat.update(feats[0])
-        # D's view of held-out real images vs fresh fakes (a cheap health signal)
-        real = x * 2 - 1
         labels = y if self.conditional else None
         fake = self.generator(torch.randn(x.size(0), self.latent_dim, device=self.device), labels)
-        d_real, d_fake = self._d(real, labels), self._d(fake, labels)
-        if self.loss_name == "wgan_gp":  # the critic's estimate of the Wasserstein distance
+        d_real, d_fake = self._d(x * 2 - 1, labels), self._d(fake, labels)
+        if stage == "val" and self.loss_name == "wgan_gp":  # the critic's estimate of the Wasserstein distance
             self.log("val/w_distance", d_real.mean() - d_fake.mean(), on_epoch=True, batch_size=x.size(0), sync_dist=True)
-        self.log_dict({"val/d_acc_real": (d_real > 0).float().mean(), "val/d_acc_fake": (d_fake < 0).float().mean()},
+        self.log_dict({f"{stage}/d_acc_real": (d_real > 0).float().mean(),
+                       f"{stage}/d_acc_fake": (d_fake < 0).float().mean()},
                       on_epoch=True, batch_size=x.size(0), sync_dist=True)
 
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
     @torch.no_grad()
-    def _generated_stats(self, n: int) -> tuple[FeatureStats, FeatureStats | None, Tensor | None]:
+    def _generated_stats(self, n: int, features: bool) -> tuple[FeatureStats, FeatureStats | None, Tensor | None]:
         gen = torch.Generator(device=self.device).manual_seed(4321)  # the same noise every epoch
-        pix, feat, logits = FeatureStats(), FeatureStats() if self.feature_classifier else None, []
+        pix, feat, logits = FeatureStats(), FeatureStats() if features and self.feature_classifier else None, []
         for start in range(0, n, 500):
             m = min(500, n - start)
             z = torch.randn(m, self.latent_dim, device=self.device, generator=gen)
             y = torch.randint(0, self.num_classes, (m,), device=self.device, generator=gen) if self.conditional else None
             images = self(z, y).clamp(0, 1)
             pix.update(images.flatten(1))
-            f = self._features(images)
+            f = self._features(images) if feat is not None else None
             if f is not None:
                 feat.update(f[0])
                 logits.append(f[1])
         return pix, feat, torch.cat(logits) if logits else None
 
-    def on_validation_epoch_end(self) -> None:
+    def _log_quality(self, stage: str) -> None:
+        """Fréchet distances (and classifier score, validation only) of ``eval_samples`` fakes vs the real split.
+        Lightning runs this in eval mode, so batch norm uses its running statistics."""
         if self._real_pix is None or self._real_pix.n < 2:
             return
-        was_training = self.generator.training
-        self.generator.eval()
-        pix, feat, logits = self._generated_stats(self.eval_samples)
-        self.generator.train(was_training)
-        self.log("val/fd_pixels", frechet_distance(*self._real_pix.mean_cov(), *pix.mean_cov()), prog_bar=True,
-                 sync_dist=True)
-        if feat is not None and self._real_feat.n >= 2:
+        pix, feat, logits = self._generated_stats(self.eval_samples, features=stage == "val")
+        self.log(f"{stage}/fd_pixels", frechet_distance(*self._real_pix.mean_cov(), *pix.mean_cov()),
+                 prog_bar=stage == "val", sync_dist=True)
+        if stage == "val" and feat is not None and self._real_feat.n >= 2:
             self.log("val/fd", frechet_distance(*self._real_feat.mean_cov(), *feat.mean_cov()), sync_dist=True)
             self.log("val/classifier_score", classifier_score(logits), sync_dist=True)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        x, y = batch
-        labels = y if self.conditional else None
-        fake = self.generator(torch.randn(x.size(0), self.latent_dim, device=self.device), labels)
-        d_real, d_fake = self._d(x * 2 - 1, labels), self._d(fake, labels)
-        self.log_dict({"test/d_acc_real": (d_real > 0).float().mean(), "test/d_acc_fake": (d_fake < 0).float().mean()},
-                      on_epoch=True,
-                      batch_size=x.size(0), sync_dist=True)
-
-    def on_test_epoch_start(self) -> None:
-        self._test_pix = FeatureStats()
-
-    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._test_pix.update(batch[0].flatten(1))
+    def on_validation_epoch_end(self) -> None:
+        self._log_quality("val")
 
     def on_test_epoch_end(self) -> None:
-        if self._test_pix.n < 2:
-            return
-        pix, _, _ = self._generated_stats(self.eval_samples)
-        self.log("test/fd_pixels", frechet_distance(*self._test_pix.mean_cov(), *pix.mean_cov()), sync_dist=True)
+        self._log_quality("test")
 
     # -- pictures --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -251,9 +238,3 @@ class GAN(SeqgenModule):
             images, nrow = self(z), 8
         self.generator.train(was_training)
         return {"samples": (images.clamp(0, 1).float().cpu(), nrow)}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["gan_steps"] = dict(self.steps)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.steps = dict(checkpoint.get("gan_steps", self.steps))
