@@ -75,18 +75,25 @@ def _instantiate_group(group: Any) -> list[Any]:
     return out
 
 
+def newest_last_checkpoint(cfg: DictConfig, task: str) -> str | None:
+    """The newest ``<log_dir>/<task>/*/checkpoints/last.ckpt`` of a run other than this one."""
+    current = Path(cfg.paths.output_dir).resolve()
+    found = [p for p in (Path(cfg.paths.log_dir) / task).glob("*/checkpoints/last.ckpt")
+             if p.parent.parent.resolve() != current]
+    return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
+
+
 def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
     """``ckpt_path``: a .ckpt file, a run folder (its ``checkpoints/last.ckpt``), or ``last``
     (the newest ``last.ckpt`` of this task under ``paths.log_dir``)."""
     if ckpt_path in (None, ""):
         return None
     if ckpt_path == "last":
-        root = Path(cfg.paths.log_dir) / str(cfg.task_name)
-        current = Path(cfg.paths.output_dir).resolve()
-        found = [p for p in root.glob("*/checkpoints/last.ckpt") if p.parent.parent.resolve() != current]
-        if not found:
-            raise CheckpointError(f"ckpt_path=last: no {root}/*/checkpoints/last.ckpt from an earlier run of {cfg.task_name!r}")
-        return str(max(found, key=lambda p: p.stat().st_mtime))
+        newest = newest_last_checkpoint(cfg, str(cfg.task_name))
+        if newest is None:
+            raise CheckpointError(f"ckpt_path=last: no {Path(cfg.paths.log_dir) / str(cfg.task_name)}/*/checkpoints/"
+                                  f"last.ckpt from an earlier run of {cfg.task_name!r}")
+        return newest
     path = find_checkpoint(ckpt_path)
     task = load_checkpoint(path).get("seqgen", {}).get("task")
     if task and task != cfg.get("task_name"):
@@ -104,12 +111,11 @@ def resolve_reference(ref: str, cfg: DictConfig | None, key: str) -> str:
     task = ref[len("last:"):]
     if cfg is None:
         raise CheckpointError(f"{key}={ref}: 'last:<task>' needs the run's config (paths.log_dir)")
-    root = Path(cfg.paths.log_dir) / task
-    found = list(root.glob("*/checkpoints/last.ckpt"))
-    if not found:
-        raise CheckpointError(f"{key}={ref}: no {root}/*/checkpoints/last.ckpt; train it first: "
-                              f"python scripts/train.py task={task}")
-    return str(max(found, key=lambda p: p.stat().st_mtime))
+    newest = newest_last_checkpoint(cfg, task)
+    if newest is None:
+        raise CheckpointError(f"{key}={ref}: no {Path(cfg.paths.log_dir) / task}/*/checkpoints/last.ckpt; "
+                              f"train it first: python scripts/train.py task={task}")
+    return newest
 
 
 def apply_init_from(model: L.LightningModule, resuming: bool, cfg: DictConfig | None = None) -> None:
@@ -139,7 +145,8 @@ def attach_eval_classifier(model: L.LightningModule, dims: dict[str, Any], cfg: 
     for k in ("in_channels", "image_size"):
         if k in theirs and k in dims and list(_as_list(theirs[k])) != list(_as_list(dims[k])):
             raise CheckpointError(f"model.eval_classifier={path} was trained on {k}={theirs[k]}, this data has {dims[k]}")
-    clf = Classifier.load_from_checkpoint(str(find_checkpoint(path)), map_location="cpu", weights_only=True)
+    clf = Classifier(**ckpt["hyper_parameters"])  # the checkpoint read above, not a second load from disk
+    clf.load_state_dict(ckpt["state_dict"])
     clf.eval().requires_grad_(False)
     clf.input_norm = extras.get("normalize_stats")
     model.feature_classifier = [clf]

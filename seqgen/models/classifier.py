@@ -21,7 +21,6 @@ as ``grad_norm/<parameter>`` (watch gradients vanish in deep sigmoid nets).
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -30,8 +29,8 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from seqgen.errors import ConfigError
-from seqgen.models.base import SeqgenModule
-from seqgen.utils import build, locate, to_plain
+from seqgen.models.base import SeqgenModule, build_net
+from seqgen.utils import to_plain
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -58,12 +57,7 @@ class Classifier(SeqgenModule):
         self.save_hyperparameters(ignore=[] if plain else ["net"])
         if plain:
             self.hparams["net"] = to_plain(net)
-            cls = locate(net["_target_"])
-            accepted = inspect.signature(cls).parameters
-            kw = {k: v for k, v in {"num_classes": num_classes, **dims}.items() if k in accepted and k not in net}
-            self.net = build(net, **kw)
-        else:
-            self.net = net
+        self.net = build_net(net, num_classes=num_classes, **dims)
         from seqgen.nets.augment import build_augment
 
         self.augment = build_augment(augment)  # active in training mode only
