@@ -96,9 +96,9 @@ class DBNPretraining(SeqgenModule):
         layer = self.current_layer
         w, b, c = self.net.layer(layer)
         v = self.net.up(x.float(), layer)
-        rec = F.mse_loss(visible_mean(hidden_probs(v, w, c), w, b, self.net.layer_visible(layer)), v)
-        top = self.net.up(x.float(), layer + 1)
-        rec_input = F.mse_loss(self.net.down(top, layer + 1), x.float().flatten(1))
+        h = hidden_probs(v, w, c)  # = self.net.up(x, layer + 1)
+        rec = F.mse_loss(visible_mean(h, w, b, self.net.layer_visible(layer)), v)
+        rec_input = F.mse_loss(self.net.down(h, layer + 1), x.float().flatten(1))
         n = x.size(0)
         kw = {"on_epoch": True, "batch_size": n, "sync_dist": True}
         self.log(f"{stage}/recon", rec, **kw)
@@ -127,10 +127,9 @@ class DBNPretraining(SeqgenModule):
         out = {"filters": (((w - lo) / (hi - lo).clamp_min(1e-8)).view(-1, *self.image_shape).cpu(), 8)}
         layers = self.current_layer + 1
         if layers == self.net.num_layers:
-            gen_state = torch.get_rng_state()
-            torch.manual_seed(0)
-            samples = self.net.sample(self.num_samples, self.gibbs_steps)
-            torch.set_rng_state(gen_state)
+            with torch.random.fork_rng(devices=[]):  # the same chains every time; training's RNG untouched
+                torch.manual_seed(0)
+                samples = self.net.sample(self.num_samples, self.gibbs_steps)
             out["samples"] = (samples.clamp(0, 1).view(-1, *self.image_shape).float().cpu(), 8)
         if self._examples is not None:
             x = self._examples.to(self.device).float()
