@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,28 +30,9 @@ class GenerateArgs:
 
 def parse_args(argv: list[str]) -> GenerateArgs:
     """``key=value`` arguments, checked against :class:`GenerateArgs` (unknown keys listed)."""
-    known = {f.name: f for f in fields(GenerateArgs)}
-    values: dict[str, object] = {}
-    for arg in argv:
-        key, sep, raw = arg.partition("=")
-        key = key.lstrip("-").replace("-", "_")
-        if not sep:
-            raise ConfigError(f"arguments are key=value, got {arg!r}; keys: {', '.join(known)}")
-        if key not in known:
-            raise ConfigError(f"unknown argument {key!r}; valid: {', '.join(known)}")
-        typ = str(known[key].type)
-        try:
-            if raw.lower() in ("null", "none") and "None" in typ:
-                values[key] = None
-            elif typ.startswith("int"):
-                values[key] = int(raw)
-            elif typ.startswith("float"):
-                values[key] = float(raw)
-            else:
-                values[key] = raw.encode().decode("unicode_escape") if key == "prompt" else raw
-        except ValueError:
-            raise ConfigError(f"{key} must be {typ.split(' ')[0]}, got {raw!r}") from None
-    args = GenerateArgs(**values)  # type: ignore[arg-type]
+    from seqgen.cli import parse_kv
+
+    args = parse_kv(argv, GenerateArgs, unescape=("prompt",))
     if not args.ckpt:
         raise ConfigError("ckpt=<checkpoint file or run folder> is required")
     if args.max_new_tokens <= 0 or args.num_samples <= 0:

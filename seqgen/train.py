@@ -118,13 +118,22 @@ def resolve_reference(ref: str, cfg: DictConfig | None, key: str) -> str:
     return newest
 
 
-def apply_init_from(model: L.LightningModule, resuming: bool, cfg: DictConfig | None = None) -> None:
+def apply_init_from(model: L.LightningModule, resuming: bool, cfg: DictConfig | None = None,
+                    datamodule: L.LightningDataModule | None = None) -> None:
     """Transfer learning: load the backbone named by the model's ``init_from`` (unless resuming,
-    when the resumed checkpoint already holds the trained weights)."""
+    when the resumed checkpoint already holds the trained weights). Text models must share the
+    source's tokenizer: embeddings of another vocabulary would be rows of the wrong words."""
     source = getattr(model, "init_from", None)
     if source and not resuming and hasattr(model, "load_backbone_state"):
         path = resolve_reference(source, cfg, "model.init_from")
-        model.loaded_from_init = model.load_backbone_state(load_checkpoint(path)["state_dict"], str(path))
+        ckpt = load_checkpoint(path)
+        theirs = (ckpt.get("seqgen") or {}).get("tokenizer")
+        ours = datamodule.checkpoint_extras().get("tokenizer") if hasattr(datamodule, "checkpoint_extras") else None
+        if theirs is not None and ours is not None and theirs != ours:
+            raise CheckpointError(f"model.init_from={path}: that run's tokenizer ({theirs.get('kind')}) differs from this "
+                                  "data's; text transfer needs the same vocabulary (same tokenizer settings and "
+                                  "training text)")
+        model.loaded_from_init = model.load_backbone_state(ckpt["state_dict"], str(path))
 
 
 def attach_eval_classifier(model: L.LightningModule, dims: dict[str, Any], cfg: DictConfig | None = None) -> None:
@@ -203,7 +212,7 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
         datamodule.prepare_data()
     datamodule.setup("fit")
     model = build_model(cfg, datamodule.dims)
-    apply_init_from(model, resuming=ckpt_path is not None, cfg=cfg)
+    apply_init_from(model, resuming=ckpt_path is not None, cfg=cfg, datamodule=datamodule)
     attach_eval_classifier(model, datamodule.dims, cfg)
 
     callbacks = _instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)

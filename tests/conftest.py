@@ -45,10 +45,12 @@ def shared_data_dir() -> Path | None:
     return Path(d) if d and Path(d).is_dir() else None
 
 
-def run_script(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_script(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None,
+               input: str | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("SEQGEN_TEST_THREADS", None)
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
+                          input=input)
 
 
 class PoisonAt:

@@ -23,7 +23,7 @@ def data_dir(tmp_path_factory):
 
 # tasks that need another run's checkpoint (debug runs save none): source task to train briefly first
 NEEDS_SOURCE = {"digits_transfer_0to4_5to9": "digits_lenet_0to4", "digits_dbn": "digits_dbn_pretrain",
-                "mnist_dbn": "mnist_dbn_pretrain"}
+                "mnist_dbn": "mnist_dbn_pretrain", "langid_transfer_from_lm": "lm_multi30k_langid"}
 
 
 @pytest.mark.parametrize("task", TASKS)

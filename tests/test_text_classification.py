@@ -14,7 +14,7 @@ from conftest import make_cfg, shared_data_dir
 from seqgen.data import BucketBatchSampler, SentencePieceTokenizer, TextClassificationDataModule, pad_batch
 from seqgen.data.text_classification import read_ag_news_csv, read_imdb_folder, read_table
 from seqgen.data.tokenizers import SEQ_SPECIALS, Tokenizer, WordTokenizer
-from seqgen.errors import ConfigError, DataError
+from seqgen.errors import CheckpointError, ConfigError, DataError
 from seqgen.nets import RecurrentTextClassifier, TextCNN
 from seqgen.train import run
 
@@ -138,3 +138,46 @@ def test_langid_learns_on_multi30k(data_dir, tmp_path, monkeypatch):
         overrides += ["data.train_size=6000"]
     metrics = run(make_cfg(tmp_path, overrides))
     assert metrics["test/acc"] > (0.95 if real else 0.6), metrics  # chance: 1/3
+
+
+def test_lm_initialises_the_text_classifier_ulmfit(data_dir, tmp_path, monkeypatch):
+    """lm_multi30k_langid -> langid_transfer_from_lm: the same sentencepiece model (shared cache),
+    embedding and LSTM copied exactly, the frozen backbone unchanged by the first epoch, and a
+    classifier with another vocabulary refused."""
+    from seqgen.data import LMDataModule
+    from seqgen.models import Classifier
+    from seqgen.train import apply_init_from
+
+    monkeypatch.setenv("SEQGEN_OFFLINE", "1")
+    lm_dir = tmp_path / "lm"
+    run(make_cfg(lm_dir, ["task=lm_multi30k_langid", f"paths.data_dir={data_dir}", "trainer.max_epochs=1",
+                          "trainer.limit_train_batches=5", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", *FAST]))
+    lm_state = torch.load(lm_dir / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    lm_data = LMDataModule("multi30k_langid", level="sentencepiece", data_dir=str(data_dir),
+                           tokenizer={"vocab_size": 4000, "model_type": "unigram"})
+    lm_data.setup()
+    clf_data = TextClassificationDataModule("langid_multi30k", data_dir=str(data_dir), train_size=90,
+                                            tokenizer={"kind": "sentencepiece", "vocab_size": 4000, "model_type": "unigram"})
+    clf_data.setup()
+    assert lm_data.tokenizer.model_proto == clf_data.tokenizer.model_proto  # few labels, same vocabulary
+
+    overrides = ["task=langid_transfer_from_lm", f"paths.data_dir={data_dir}", f"model.init_from={lm_dir / 'run'}",
+                 "data.train_size=90", "trainer.max_epochs=1", *FAST]
+    cfg = make_cfg(tmp_path / "clf", overrides)
+    model = Classifier(**{k: v for k, v in __import__("omegaconf").OmegaConf.to_container(cfg.model).items() if k != "_target_"},
+                       num_classes=3, vocab_size=clf_data.tokenizer.vocab_size)
+    apply_init_from(model, resuming=False, datamodule=clf_data)
+    assert {"embedding.weight", "rnn.rnn.weight_ih_l0", "rnn.rnn.weight_hh_l0"} <= set(model.loaded_from_init)
+    for name in model.loaded_from_init:
+        assert torch.equal(model.net.state_dict()[name], lm_state[f"net.{name}"])
+    run(cfg)  # one epoch, backbone frozen throughout (unfreeze_at_epoch=1)
+    after = torch.load(tmp_path / "clf" / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for name in ("embedding.weight", "rnn.rnn.weight_ih_l0"):
+        assert torch.equal(after[f"net.{name}"], lm_state[f"net.{name}"])
+    assert not torch.equal(after["net.head.weight"], model.net.head.weight)  # the head did train
+
+    other = TextClassificationDataModule("langid_multi30k", data_dir=str(data_dir),
+                                         tokenizer={"kind": "sentencepiece", "vocab_size": 4000, "model_type": "bpe"})
+    other.setup()
+    with pytest.raises(CheckpointError, match="tokenizer"):
+        apply_init_from(model, resuming=False, datamodule=other)

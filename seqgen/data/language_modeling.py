@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from seqgen.data import corpora
 from seqgen.data.download import default_data_dir
 from seqgen.data.sharding import current_epoch, rank_world
-from seqgen.data.tokenizers import EOS, CharTokenizer, Tokenizer, WordTokenizer
+from seqgen.data.tokenizers import EOS, CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer
 from seqgen.errors import ConfigError, DataError
 from seqgen.utils import check_positive
 
@@ -87,7 +87,7 @@ class TokenStream(IterableDataset):
             pos += length
 
 
-CORPORA = ("pydoc", "multi30k_en", "ptb", "wikitext2", "wikitext103", "wikitext2_raw", "wikitext103_raw", "files")
+CORPORA = ("pydoc", "multi30k_en", "multi30k_langid", "ptb", "wikitext2", "wikitext103", "wikitext2_raw", "wikitext103_raw", "files")
 
 
 class LMDataModule(L.LightningDataModule):
@@ -95,9 +95,13 @@ class LMDataModule(L.LightningDataModule):
 
     Args:
         corpus: ``pydoc`` (CPython docs, embedded), ``multi30k_en`` (English side of Multi30k),
+            ``multi30k_langid`` (the de, en and fr captions, in the order of the ``langid_multi30k``
+            classification data, so a sentencepiece model trained on it is the classifier's),
             ``ptb`` (Mikolov's Penn Treebank), ``wikitext2`` / ``wikitext103`` (tokenized),
             ``wikitext2_raw``, ``wikitext103_raw``, or ``files`` (``train``/``valid``/``test`` paths; valid/test optional).
-        level: ``char`` or ``word`` (whitespace words + ``<eos>`` per line, ``<unk>`` for rare).
+        level: ``char``, ``word`` (whitespace words + ``<eos>`` per line, ``<unk>`` for rare) or
+            ``sentencepiece`` (``tokenizer``: ``{"vocab_size", "model_type"}``, cached in ``data_dir``;
+            ids + ``<eos>`` per line).
         batch_size / eval_batch_size: rows of the batchified stream per rank.
         bptt: truncated-BPTT chunk length; ``bptt_jitter`` varies it per chunk (seeded per epoch).
     """
@@ -118,12 +122,13 @@ class LMDataModule(L.LightningDataModule):
         valid: str | None = None,
         test: str | None = None,
         seed: int = 0,
+        tokenizer: dict[str, Any] | None = None,
     ):
         super().__init__()
         if corpus not in CORPORA:
             raise ConfigError(f"unknown corpus {corpus!r}; available: {', '.join(CORPORA)}")
-        if level not in ("char", "word"):
-            raise ConfigError(f"level must be 'char' or 'word', got {level!r}")
+        if level not in ("char", "word", "sentencepiece"):
+            raise ConfigError(f"level must be 'char', 'word' or 'sentencepiece', got {level!r}")
         for name, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size), ("data.bptt", bptt)):
             check_positive(name, value)
         if corpus == "files" and not train:
@@ -134,6 +139,7 @@ class LMDataModule(L.LightningDataModule):
         self.min_freq, self.max_size, self.lower = min_freq, max_size, lower
         self.files = {"train": train, "valid": valid, "test": test}
         self.seed = seed
+        self.tokenizer_cfg = dict(tokenizer or {"vocab_size": 4000, "model_type": "unigram"})
         self.tokenizer: Tokenizer | None = None
         self.streams: dict[str, torch.Tensor] = {}
         self.corpus: corpora.Corpus | None = None
@@ -144,6 +150,8 @@ class LMDataModule(L.LightningDataModule):
             return corpora.pydoc_topics(seed=self.seed)
         if self.corpus_name == "multi30k_en":
             return corpora.multi30k_text(self.data_dir, "en")
+        if self.corpus_name == "multi30k_langid":
+            return corpora.multi30k_text(self.data_dir, ("de", "en", "fr"))
         if self.corpus_name == "ptb":
             return corpora.ptb(self.data_dir)
         if self.corpus_name.startswith("wikitext"):
@@ -152,9 +160,10 @@ class LMDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         # downloads (rank 0 only); reading happens in setup on every rank
-        if self.corpus_name == "multi30k_en":
+        if self.corpus_name.startswith("multi30k"):
             for split in corpora.MULTI30K_SPLITS:
-                corpora.fetch(corpora.multi30k_resource(split, "en"), self.data_dir)
+                for lang in ("en",) if self.corpus_name == "multi30k_en" else ("de", "en", "fr"):
+                    corpora.fetch(corpora.multi30k_resource(split, lang), self.data_dir)
         elif self.corpus_name == "ptb":
             for split in ("train", "valid", "test"):
                 corpora.fetch(corpora.ptb_resource(split), self.data_dir)
@@ -164,6 +173,9 @@ class LMDataModule(L.LightningDataModule):
     def build_tokenizer(self, corpus: corpora.Corpus) -> Tokenizer:
         if self.level == "char":
             return CharTokenizer.train(corpus.train)
+        if self.level == "sentencepiece":
+            lines = [ln for ln in corpus.train.splitlines() if ln.strip()]
+            return SentencePieceTokenizer.train_cached(lines, self.data_dir, **self.tokenizer_cfg)[0]
         return WordTokenizer.train(
             corpus.train.splitlines(), min_freq=self.min_freq, max_size=self.max_size, specials=("<unk>", EOS), lower=self.lower
         )
@@ -176,7 +188,7 @@ class LMDataModule(L.LightningDataModule):
             ids = []
             for line in text.splitlines():
                 if line.strip():
-                    ids.extend(self.tokenizer.encode(line, add_eos=True))
+                    ids.extend(self.tokenizer.encode(line, add_eos=True))  # word and sentencepiece
         return torch.tensor(ids, dtype=torch.long)
 
     def setup(self, stage: str | None = None) -> None:

@@ -191,11 +191,13 @@ class TextClassificationDataModule(L.LightningDataModule):
             keep, held = (t.tolist() for t in stratified_split(torch.tensor(labels), self.val_fraction, self.seed))
             data["valid"] = ([texts[i] for i in held], [labels[i] for i in held])
             data["train"] = ([texts[i] for i in keep], [labels[i] for i in keep])
+        # the vocabulary comes from all training text, labelled or not (as a language model trained on
+        # the same text would have it): a few-label run shares its tokenizer with the full-data run
+        self.tokenizer = self._build_tokenizer(data["train"][0])
         if self.train_size is not None and self.train_size < len(data["train"][1]):
             texts, labels = data["train"]
             small = stratified_split(torch.tensor(labels), self.train_size / len(labels), self.seed + 1)[1].tolist()
             data["train"] = ([texts[i] for i in small], [labels[i] for i in small])
-        self.tokenizer = self._build_tokenizer(data["train"][0])
         for split, (texts, labels) in data.items():
             ids = [self.tokenizer.encode(t)[: self.max_len] or [1] for t in texts]  # an empty text becomes <unk>
             self.splits[split] = (ids, torch.tensor(labels, dtype=torch.long))

@@ -117,12 +117,18 @@ class WordTokenizer(Tokenizer):
     """Whitespace word vocabulary with specials, ``min_freq`` and ``max_size``.
 
     ``specials`` come first (``<unk>`` always present); the rest is ordered by frequency,
-    ties broken alphabetically, so the vocabulary is the same on every run.
+    ties broken alphabetically, so the vocabulary is the same on every run. ``split="char"``
+    makes every character a token (decoded without separators): a character vocabulary with
+    the sequence specials, as the dates translation task uses.
     """
 
     kind = "word"
 
-    def __init__(self, itos: Sequence[str], specials: Sequence[str] = (UNK, EOS), lower: bool = False):
+    def __init__(self, itos: Sequence[str], specials: Sequence[str] = (UNK, EOS), lower: bool = False,
+                 split: str = "space"):
+        if split not in ("space", "char"):
+            raise ConfigError(f"WordTokenizer split must be 'space' or 'char', got {split!r}")
+        self.split = split
         if UNK not in specials:
             specials = (UNK, *specials)
         self.specials = list(specials)
@@ -141,12 +147,14 @@ class WordTokenizer(Tokenizer):
         max_size: int | None = None,
         specials: Sequence[str] = (UNK, EOS),
         lower: bool = False,
+        split: str = "space",
     ) -> WordTokenizer:
         if min_freq < 1:
             raise ConfigError(f"min_freq must be >= 1, got {min_freq}")
         counts: Counter[str] = Counter()
         for line in lines:
-            counts.update((line.lower() if lower else line).split())
+            line = line.lower() if lower else line
+            counts.update(line if split == "char" else line.split())
         if not counts:
             raise DataError("cannot build a word vocabulary from an empty corpus")
         specials = list(specials) if UNK in specials else [UNK, *specials]
@@ -155,14 +163,15 @@ class WordTokenizer(Tokenizer):
             if max_size <= len(specials):
                 raise ConfigError(f"max_size={max_size} leaves no room beyond the {len(specials)} special tokens")
             words = words[: max_size - len(specials)]
-        return cls([*specials, *words], specials=specials, lower=lower)
+        return cls([*specials, *words], specials=specials, lower=lower, split=split)
 
     @property
     def vocab_size(self) -> int:
         return len(self.itos)
 
     def tokens(self, text: str) -> list[str]:
-        return (text.lower() if self.lower else text).split()
+        text = text.lower() if self.lower else text
+        return list(text) if self.split == "char" else text.split()
 
     def encode(self, text: str, add_eos: bool = False) -> list[int]:
         get, unk = self.stoi.get, self.unk_id
@@ -179,15 +188,22 @@ class WordTokenizer(Tokenizer):
             if not 0 <= i < n:
                 raise DataError(f"token id {i} is outside the vocabulary (size {n})")
             w = self.itos[i]
+            if self.split == "char":
+                if w not in self.specials or w == UNK:
+                    words.append(w if w != UNK else "\ufffd")
+                continue
             words.append("\n" if w == EOS else w)
+        if self.split == "char":
+            return "".join(words)
         return " ".join(words).replace(" \n ", "\n").replace(" \n", "\n")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "itos": self.itos, "specials": self.specials, "lower": self.lower}
+        return {"kind": self.kind, "itos": self.itos, "specials": self.specials, "lower": self.lower, "split": self.split}
 
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> WordTokenizer:
-        return cls(state["itos"], specials=state["specials"], lower=state.get("lower", False))
+        return cls(state["itos"], specials=state["specials"], lower=state.get("lower", False),
+                   split=state.get("split", "space"))
 
 
 def load_tokenizer(path_or_state: str | os.PathLike | dict[str, Any]) -> Tokenizer:
@@ -263,10 +279,16 @@ class SentencePieceTokenizer(Tokenizer):
         if path.is_file():
             return cls(path.read_bytes()), True
         tok = cls.train(lines, **opts)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(tok.model_proto)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(tok.model_proto)
+            os.replace(tmp, path)
+        except OSError as e:  # a read-only data folder: train every run rather than fail
+            import warnings
+
+            tmp.unlink(missing_ok=True) if tmp.parent.is_dir() and os.access(tmp.parent, os.W_OK) else None
+            warnings.warn(f"sentencepiece model not cached ({e}); it will be trained again next run", stacklevel=2)
         return tok, False
 
     @property

@@ -7,5 +7,6 @@ from seqgen.models.gan import GAN
 from seqgen.models.language_model import LanguageModel
 from seqgen.models.rbm import DBNPretraining
 from seqgen.models.sequence_model import SequenceModel
+from seqgen.models.translator import Translator
 
-__all__ = ["VAE", "AutoEncoder", "Classifier", "DBNPretraining", "GAN", "LanguageModel", "SeqgenModule", "SequenceModel"]
+__all__ = ["VAE", "AutoEncoder", "Classifier", "DBNPretraining", "GAN", "LanguageModel", "SeqgenModule", "SequenceModel", "Translator"]

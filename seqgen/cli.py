@@ -1,0 +1,42 @@
+"""``key=value`` command-line arguments for the small scripts (generate, translate), typed by a dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, TypeVar
+
+from seqgen.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def parse_kv(argv: list[str], schema: type[T], unescape: tuple[str, ...] = ()) -> T:
+    """Parse ``key=value`` items into ``schema`` (a dataclass): unknown keys and wrong types give a
+    :class:`ConfigError` that lists what exists; ``null``/``none`` set optional fields to None;
+    keys in ``unescape`` have backslash escapes (``\\n``) decoded."""
+    known = {f.name: f for f in fields(schema)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for arg in argv:
+        key, sep, raw = arg.partition("=")
+        key = key.lstrip("-").replace("-", "_")
+        if not sep:
+            raise ConfigError(f"arguments are key=value, got {arg!r}; keys: {', '.join(known)}")
+        if key not in known:
+            raise ConfigError(f"unknown argument {key!r}; valid: {', '.join(known)}")
+        typ = str(known[key].type)
+        try:
+            if raw.lower() in ("null", "none") and "None" in typ:
+                values[key] = None
+            elif typ.startswith("int"):
+                values[key] = int(raw)
+            elif typ.startswith("float"):
+                values[key] = float(raw)
+            elif typ.startswith("bool"):
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                values[key] = raw.lower() in ("true", "1")
+            else:
+                values[key] = raw.encode().decode("unicode_escape") if key in unescape else raw
+        except ValueError:
+            raise ConfigError(f"{key} must be {typ.split(' ')[0]}, got {raw!r}") from None
+    return schema(**values)
