@@ -72,3 +72,69 @@ def test_batchify_and_chunks_keep_every_token_once(n, rows, bptt):
     xs = torch.cat([x for x, _ in TokenStream(data, bptt)], 1)
     assert torch.equal(xs, data[:, :-1])
     assert torch.equal(torch.sort(data.reshape(-1)).values, torch.arange(data.numel()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(5, 12), st.integers(1, 6), st.integers(1, 4), st.integers(0, 10_000),
+       st.sampled_from(["bahdanau", "luong_general", "none"]), st.floats(0.0, 1.5))
+def test_beam_search_outputs_are_well_formed(vocab, beam, batch, seed, attention, alpha):
+    from seqgen.nets import Seq2Seq
+
+    torch.manual_seed(seed)
+    net = Seq2Seq(11, vocab, 6, 8, attention=attention, dropout=0.0, max_len=9).eval()
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, 11, (batch, 5), generator=g)
+    src[0, 3:] = 0  # padding
+    tok, score, attn = net.beam_search(src, beam, len_penalty=alpha, return_attention=True)
+    assert tok.size(0) == batch and 1 <= tok.size(1) <= 9 and torch.isfinite(score).all()
+    assert attn is None or attn.shape == (batch, tok.size(1), 5)
+    for row in tok.tolist():
+        ends = [i for i, t in enumerate(row) if t == 3]
+        body = row[: ends[0]] if ends else row
+        assert 0 not in body and 2 not in body  # no padding or <bos> inside a hypothesis
+        if ends:
+            assert all(t == 0 for t in row[ends[0] + 1:])  # padding after <eos>
+    g_score = net.greedy(src)[1]
+    if alpha == 0.0:
+        assert (score >= g_score - 1e-4).all()
+
+
+@FAST
+@given(st.binary(max_size=400))
+def test_pairs_reader_random_bytes_give_clean_errors(tmp_path_factory, data):
+    from seqgen.data import read_pairs_tsv
+
+    p = tmp_path_factory.mktemp("tsv") / "pairs.txt"
+    p.write_bytes(data)
+    try:
+        src, tgt = read_pairs_tsv(p)
+    except (DataError, UnicodeDecodeError) as e:
+        assert isinstance(e, DataError) or "utf-8" in str(e)
+        return
+    assert len(src) == len(tgt) > 0 and all(s.strip() and t.strip() for s, t in zip(src, tgt))
+
+
+@FAST
+@given(st.lists(st.integers(1, 50), min_size=1, max_size=300), st.integers(1, 32), st.integers(0, 5),
+       st.one_of(st.none(), st.integers(50, 400)))
+def test_bucketing_keeps_every_example_once(lengths, batch_size, epoch, max_tokens):
+    from seqgen.data import BucketBatchSampler
+
+    sampler = BucketBatchSampler(lengths, batch_size, seed=epoch, max_tokens=max_tokens)
+    sampler.set_epoch(epoch)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(0 < len(b) <= batch_size for b in batches) and len(batches) == len(sampler)
+    if max_tokens is not None:
+        assert all(max(lengths[i] for i in b) * len(b) <= max_tokens for b in batches)
+
+
+@FAST
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1), min_size=1))
+def test_char_vocabulary_round_trips_any_unicode(lines):
+    from seqgen.data.tokenizers import SEQ_SPECIALS
+
+    tok = WordTokenizer.train(lines, specials=SEQ_SPECIALS, split="char")
+    for line in lines:
+        assert tok.decode(tok.encode(line)) == line
+    assert WordTokenizer.from_dict(tok.to_dict()).encode(lines[0]) == tok.encode(lines[0])

@@ -210,7 +210,7 @@ class Seq2Seq(nn.Module):
         for _ in range(L):
             logits, state, w = self.step(y, state, mem)
             logp = torch.log_softmax(logits.float(), -1)
-            logp[:, self.pad_id] = float("-inf")
+            logp[:, [self.pad_id, self.bos_id]] = float("-inf")  # never emitted: padding, <bos>
             best, y = logp.max(-1)
             scores = scores + best.masked_fill(done, 0.0)
             y = y.masked_fill(done, self.pad_id)
@@ -246,7 +246,7 @@ class Seq2Seq(nn.Module):
         for _ in range(L):
             logits, state, w = self.step(y, state, mem)
             logp = torch.log_softmax(logits.float(), -1)
-            logp[:, self.pad_id] = float("-inf")
+            logp[:, [self.pad_id, self.bos_id]] = float("-inf")  # never emitted: padding, <bos>
             logp[done] = float("-inf")
             logp[done, self.pad_id] = 0.0  # a finished hypothesis only extends with padding, at no cost
             top, idx = (scores.unsqueeze(1) + logp).view(B, K * V).topk(K, dim=1)
