@@ -222,9 +222,13 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
     if cfg.get("seed") is not None:
         callbacks.append(EpochSeed(cfg.seed))
     callbacks.append(CheckpointExtras(str(cfg.task_name)))
+    strategy = {}
+    if getattr(model, "ddp_unused_parameters", False) and cfg.trainer.get("strategy") == "ddp":
+        # a GAN's discriminator step leaves the generator without gradients: DDP must be told
+        strategy = {"strategy": "ddp_find_unused_parameters_true"}
     try:
         trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                         plugins=[AtomicCheckpointIO()])
+                                         plugins=[AtomicCheckpointIO()], **strategy)
     except TypeError as e:
         raise ConfigError(f"trainer: {e}") from e
     for lg in loggers:

@@ -110,13 +110,17 @@ def test_grid_multirun_and_sweep_report(tmp_path):
     assert (sweeps[0] / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("task,metric", [("digits_mlp", "test/acc"), ("adding_lstm", "test/loss")])
-def test_ddp_cpu_other_families(tmp_path, task, metric):
-    """Classifier (map-style data, distributed sampler) and SequenceModel (per-rank generated
-    batches) under 2 gloo processes through the command line."""
+@pytest.mark.parametrize("task,metric,extra", [
+    ("digits_mlp", "test/acc", []), ("adding_lstm", "test/loss", []),
+    ("dates_attn", "test/exact_match", ["data.num_train=2000", "data.num_eval=201"]),
+    ("digits_vae", "test/nll_iwae", []), ("digits_gan", "test/fd_pixels", [])])
+def test_ddp_cpu_other_families(tmp_path, task, metric, extra):
+    """Classifier (map-style data, distributed sampler), SequenceModel (per-rank generated
+    batches), Translator (bucketed batches sharded by the data module), VAE and GAN (manual
+    optimisation) under 2 gloo processes through the command line."""
     proc = run_script([TRAIN, f"task={task}", "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=1",
-                       "trainer.limit_train_batches=5", "callbacks.progress_bar=null", "trainer.enable_model_summary=false"],
-                      tmp_path, timeout=300)
+                       "trainer.limit_train_batches=5", "callbacks.progress_bar=null", "trainer.enable_model_summary=false",
+                       *extra], tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     runs = list((tmp_path / "outputs" / task).iterdir())
     assert len(runs) == 1
@@ -124,6 +128,11 @@ def test_ddp_cpu_other_families(tmp_path, task, metric):
 
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metric in metrics and metrics[metric] == metrics[metric]  # logged and not NaN
+    if task == "dates_attn":  # both ranks' halves of the odd-sized test set, each sentence once, in file order
+        rows = (runs[0] / "translations" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:]
+        from seqgen.data import date_pairs
+
+        assert [r.split("\t")[0] for r in rows] == date_pairs(201, seed=1)[0]
 
 
 def test_optuna_sweep_three_trials_and_report(tmp_path):

@@ -8,14 +8,21 @@
   tokens), and the batch order shuffled. Every example is used exactly once per epoch; padding
   shrinks to a few percent. A resumed run sees the same batches (the order depends only on
   ``seed`` and the epoch).
+* :func:`bucket_loader`: those batches, collated, as a ``DataLoader`` over an ``IterableDataset``
+  that shards them across DDP ranks itself (training: rank ``r`` of ``w`` takes batches ``r, r + w,
+  ...``, the shorter ranks padded by repeating batches so every rank steps equally; evaluation:
+  every ``w``-th example of the length-sorted order, so each example is scored exactly once). Lightning
+  cannot inject its distributed sampler into a custom batch sampler, and needs not: an iterable
+  dataset is left alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from seqgen.errors import ConfigError
 
@@ -84,3 +91,45 @@ class BucketBatchSampler(Sampler[list[int]]):
             n = len(self.lengths)
             return sum(-(-min(pool, n - s) // self.batch_size) for s in range(0, n, pool))
         return len(self._batches())
+
+
+class BucketedBatches(IterableDataset):
+    """Collated bucketed batches for this rank; the epoch and the (rank, world) are read when an
+    epoch starts (from the trainer), so shuffling follows ``seed + epoch`` on every rank alike."""
+
+    def __init__(self, sampler: BucketBatchSampler, collate: Callable[[list[int]], Any],
+                 rank_world: Callable[[], tuple[int, int]], epoch: Callable[[], int], pad_ranks: bool):
+        super().__init__()
+        self.sampler, self.collate, self.rank_world, self.epoch, self.pad_ranks = sampler, collate, rank_world, epoch, pad_ranks
+
+    def batches(self) -> list[list[int]]:
+        self.sampler.set_epoch(self.epoch())
+        batches = list(self.sampler)
+        rank, world = self.rank_world()
+        if world <= 1:
+            return batches
+        if not self.pad_ranks:  # evaluation: every example once over all ranks, each rank at least one batch
+            mine = [i for b in batches for i in b][rank::world]
+            size = self.sampler.batch_size
+            return [mine[i:i + size] for i in range(0, len(mine), size)]
+        if len(batches) % world:
+            batches += batches[: world - len(batches) % world]
+        return batches[rank::world]
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+    def __iter__(self) -> Iterator[Any]:
+        for b in self.batches():
+            yield self.collate(b)
+
+
+def bucket_loader(lengths: Sequence[int], batch_size: int, collate: Callable[[list[int]], Any], trainer: Callable[[], Any],
+                  seed: int = 0, shuffle: bool = True, max_tokens: int | None = None) -> DataLoader:
+    """A loader of length-bucketed batches (see :class:`BucketBatchSampler`), DDP-sharded.
+    ``trainer`` returns the data module's trainer (or None outside one)."""
+    from seqgen.data.sharding import current_epoch, rank_world
+
+    sampler = BucketBatchSampler(lengths, batch_size, seed=seed, shuffle=shuffle, max_tokens=max_tokens)
+    ds = BucketedBatches(sampler, collate, lambda: rank_world(trainer()), lambda: current_epoch(trainer()), shuffle)
+    return DataLoader(ds, batch_size=None, num_workers=0)

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from seqgen.data.download import Resource, default_data_dir, extract_archive, fetch
 from seqgen.data.splits import stratified_split
-from seqgen.data.text import BucketBatchSampler, pad_batch
+from seqgen.data.text import bucket_loader, pad_batch
 from seqgen.data.tokenizers import SEQ_SPECIALS, SentencePieceTokenizer, Tokenizer, WordTokenizer
 from seqgen.errors import ConfigError, DataError
 
@@ -219,14 +219,14 @@ class TextClassificationDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup()
         ids, _ = self.splits["train"]
-        sampler = BucketBatchSampler([len(s) for s in ids], self.batch_size, seed=self.seed, max_tokens=self.max_tokens)
-        return DataLoader(range(len(ids)), batch_sampler=sampler, collate_fn=self._collate("train"))
+        return bucket_loader([len(s) for s in ids], self.batch_size, self._collate("train"), lambda: self.trainer,
+                             seed=self.seed, max_tokens=self.max_tokens)
 
     def _eval_loader(self, split: str) -> DataLoader:
         self.setup()
         ids, _ = self.splits[split]
-        sampler = BucketBatchSampler([len(s) for s in ids], self.eval_batch_size, shuffle=False)
-        return DataLoader(range(len(ids)), batch_sampler=sampler, collate_fn=self._collate(split))
+        return bucket_loader([len(s) for s in ids], self.eval_batch_size, self._collate(split), lambda: self.trainer,
+                             shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("valid")

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from seqgen.data.download import default_data_dir
-from seqgen.data.text import BucketBatchSampler, pad_batch
+from seqgen.data.text import bucket_loader, pad_batch
 from seqgen.data.tokenizers import SEQ_SPECIALS, SentencePieceTokenizer, Tokenizer, WordTokenizer
 from seqgen.errors import ConfigError, DataError
 
@@ -238,9 +238,8 @@ class TranslationDataModule(L.LightningDataModule):
         self.setup()
         src_ids, tgt_ids = self.ids[split]
         lengths = [max(len(s), len(t)) for s, t in zip(src_ids, tgt_ids)]
-        sampler = BucketBatchSampler(lengths, batch_size, seed=self.seed, shuffle=shuffle,
-                                     max_tokens=self.max_tokens if shuffle else None)
-        return DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=self._collate(split))
+        return bucket_loader(lengths, batch_size, self._collate(split), lambda: self.trainer,
+                             seed=self.seed, shuffle=shuffle, max_tokens=self.max_tokens if shuffle else None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, True)

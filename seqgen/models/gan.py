@@ -64,6 +64,7 @@ class GAN(SeqgenModule):
         self.discriminator = build_net({**to_plain(discriminator), "num_classes": k}
                                        if isinstance(discriminator, dict) else discriminator, **dims)
         self.automatic_optimization = False
+        self.ddp_unused_parameters = True  # the D step leaves G without gradients (seqgen.train tells DDP)
         self.latent_dim, self.loss_name, self.conditional, self.num_classes = latent_dim, loss, conditional, num_classes
         self.n_critic, self.gp_weight, self.label_smoothing = n_critic, gp_weight, label_smoothing
         self.eval_samples, self.eval_classifier, self.d_lr_mult = eval_samples, eval_classifier, d_lr_mult

@@ -146,3 +146,8 @@ class Translator(SeqgenModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_eval("test")
+        dist = torch.distributed
+        if self._trainer is not None and self.trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+            parts: list[Any] = [None] * self.trainer.world_size  # every rank decoded its own shard: collect them all
+            dist.all_gather_object(parts, self.test_outputs)
+            self.test_outputs = [item for part in parts for item in part]
