@@ -233,7 +233,10 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
         raise ConfigError(f"trainer: {e}") from e
     for lg in loggers:
         if hasattr(lg, "log_hyperparams"):
-            lg.log_hyperparams({"task_name": str(cfg.task_name), "seed": cfg.get("seed")})
+            # the model's own hyperparameters are logged by Lightning; add what chose the data and the trainer
+            lg.log_hyperparams({"task_name": str(cfg.task_name), "seed": cfg.get("seed"),
+                                "data": _plain(cfg.data), "trainer": {k: v for k, v in _plain(cfg.trainer).items()
+                                                                      if k != "_target_"}})
 
     if cfg.get("train", True):
         try:
@@ -250,6 +253,9 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
         trainer.test(model, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1})
     _report(metrics, output_dir, f"{cfg.task_name}: final metrics")
+    for lg in loggers:  # a W&B run stays open (and swallows the next run in this process) until finished
+        if type(lg).__name__ == "WandbLogger" and _is_rank_zero():
+            lg.experiment.finish()
     return metrics
 
 

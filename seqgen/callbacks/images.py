@@ -1,4 +1,4 @@
-"""Image grids for generative models: PNG files in ``<run>/samples/`` and the TensorBoard logger.
+"""Image grids for generative models: PNG files in ``<run>/samples/`` and the loggers that take images.
 
 A LightningModule that can be looked at defines ``visuals(stage) -> {name: (images, nrow)}``
 with ``images`` a float batch ``(N, C, H, W)`` in [0, 1]; :class:`ImageGrids` tiles each into a
@@ -56,6 +56,19 @@ def default_scale(h: int) -> int:
     return max(1, -(-28 // h)) if h < 28 else 1
 
 
+def log_image(trainer: L.Trainer, key: str, grid: Tensor, path: Path, step: int) -> None:
+    """Send a grid to every logger that takes images: TensorBoard (``add_image``), Weights & Biases
+    (``log_image``) and MLflow (the PNG as an artifact of the run)."""
+    for logger in trainer.loggers:
+        kind = type(logger).__name__
+        if kind == "TensorBoardLogger":
+            logger.experiment.add_image(key, grid, global_step=step)
+        elif kind == "WandbLogger":
+            logger.log_image(key=key, images=[str(path)], step=step)
+        elif kind == "MLFlowLogger":
+            logger.experiment.log_artifact(logger.run_id, str(path), artifact_path=key.rsplit("/", 1)[0])
+
+
 class ImageGrids(L.Callback):
     def __init__(self, every_n_epochs: int = 1, dirname: str = "samples", scale: int | None = None):
         self.every_n_epochs, self.dirname, self.scale = every_n_epochs, dirname, scale
@@ -74,11 +87,9 @@ class ImageGrids(L.Callback):
         for name, (images, nrow) in pictures.items():
             scale = self.scale or default_scale(images.shape[-2])
             grid = make_grid(images, nrow=nrow, scale=scale)
-            save_png(grid, folder / f"{name}_{tag}.png")
-            for logger in trainer.loggers:
-                exp = getattr(logger, "experiment", None)
-                if hasattr(exp, "add_image"):
-                    exp.add_image(f"{self.dirname}/{name}", grid, global_step=step)
+            path = folder / f"{name}_{tag}.png"
+            save_png(grid, path)
+            log_image(trainer, f"{self.dirname}/{name}", grid, path, step)
         scatter = getattr(pl_module, "latent_scatter", None)
         points = scatter() if scatter is not None else None
         if points is not None:
