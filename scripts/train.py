@@ -22,11 +22,15 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from seqgen.errors import TrainingInterrupted
     from seqgen.train import optimized_value, run
 
     try:
         metrics = run(cfg)
         return optimized_value(cfg, metrics)
+    except TrainingInterrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)  # the shell's convention for "killed by signal N"
     except SeqgenError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

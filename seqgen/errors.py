@@ -31,3 +31,11 @@ class CheckpointError(SeqgenError):
 
 class NonFiniteLossError(SeqgenError, FloatingPointError):
     """Training produced a NaN or infinite loss."""
+
+
+class TrainingInterrupted(SeqgenError):
+    """SIGINT/SIGTERM stopped training after a batch; a checkpoint was saved to resume from."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum

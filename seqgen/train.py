@@ -18,12 +18,13 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from seqgen.callbacks import CheckpointExtras, EpochSeed
+from seqgen.callbacks import CheckpointExtras, EpochSeed, GracefulInterrupt
 from seqgen.checkpoints import find_checkpoint, load_checkpoint
 from seqgen.config import validate
-from seqgen.errors import CheckpointError, ConfigError, NonFiniteLossError
+from seqgen.errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from seqgen.utils import build, locate
 
 
@@ -190,6 +191,26 @@ def last_checkpoint_path(trainer: L.Trainer) -> str:
     return max(paths, key=lambda p: Path(p).stat().st_mtime) if paths else ""
 
 
+def _continue_checkpoints_in(folder: Path, callbacks: list[Any]) -> None:
+    """A resumed run keeps writing its checkpoints where the interrupted run did: Lightning restores
+    the best-so-far score and top-k bookkeeping only when the folder is unchanged, and the test
+    after fit must pick the same best checkpoint as an uninterrupted run would."""
+    if folder.name != "checkpoints":
+        return
+    for cb in callbacks:
+        if type(cb).__name__ == "ModelCheckpoint" and cb.dirpath:
+            cb.dirpath = str(folder)
+    print(f"resuming: checkpoints continue in {folder}", flush=True)
+
+
+def _last_checkpoint_dir(callbacks: list[Any], output_dir: Path) -> str:
+    """Where ``last.ckpt`` lives: the folder of the configured every-epoch checkpoint callback."""
+    for cb in callbacks:
+        if type(cb).__name__ == "ModelCheckpoint" and getattr(cb, "filename", None) == "last" and cb.dirpath:
+            return str(cb.dirpath)
+    return str(output_dir / "checkpoints")
+
+
 def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, ...] = ()) -> dict[str, float]:
     """Train (and test) the task described by ``cfg``; return the final metrics.
     ``extra_callbacks`` join the configured ones (e.g. a Throughput timer from Python)."""
@@ -222,6 +243,10 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
     if cfg.get("seed") is not None:
         callbacks.append(EpochSeed(cfg.seed))
     callbacks.append(CheckpointExtras(str(cfg.task_name)))
+    if ckpt_path and cfg.get("train", True):
+        _continue_checkpoints_in(Path(ckpt_path).parent, callbacks)
+    interrupt = GracefulInterrupt(_last_checkpoint_dir(callbacks, output_dir))
+    callbacks.append(interrupt)
     strategy = {}
     if getattr(model, "ddp_unused_parameters", False) and cfg.trainer.get("strategy") == "ddp":
         # a GAN's discriminator step leaves the generator without gradients: DDP must be told
@@ -244,6 +269,15 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
         except NonFiniteLossError as e:
             last = last_checkpoint_path(trainer)
             raise NonFiniteLossError(f"{e} Last good checkpoint: {last or 'none was saved before the fault'}") from e
+        except SIGTERMException as e:
+            import signal
+
+            signum = interrupt.signum or signal.SIGTERM
+            where = interrupt.saved or "none (the interruption came before training started)"
+            raise TrainingInterrupted(
+                f"{signal.Signals(signum).name} at epoch {trainer.current_epoch}, global step {trainer.global_step}: "
+                f"stopped after the batch, checkpoint {where}. Resume with: python scripts/train.py "
+                f"task={cfg.task_name} ckpt_path=last (plus this run's overrides)", signum) from e
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

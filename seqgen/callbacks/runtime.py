@@ -9,6 +9,35 @@ import lightning as L
 from lightning.pytorch import seed_everything
 
 
+def rng_state() -> dict[str, Any]:
+    """Every RNG's state as tensors and plain Python data (loadable with ``weights_only=True``)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (kind, torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(gauss))}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class EpochSeed(L.Callback):
     """Re-seed every RNG just before the first training batch of each epoch with ``seed + epoch``.
 
@@ -17,14 +46,84 @@ class EpochSeed(L.Callback):
     uninterrupted run exactly (with ``trainer.deterministic=true``). It is done at the first
     batch rather than at ``on_train_epoch_start`` because a resumed Lightning loop creates the
     data iterator (which draws from the global RNG) at a different moment than a running one.
+    Checkpoints also carry the RNG states of the moment they were written: a run resumed from a
+    mid-epoch checkpoint (SIGINT/SIGTERM) restores them before its first batch.
     """
 
     def __init__(self, seed: int):
         self.seed = int(seed)
+        self._resume_rng: dict[str, Any] | None = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         if batch_idx == 0:
             seed_everything(self.seed + trainer.current_epoch, workers=True, verbose=False)
+        elif self._resume_rng is not None:  # first batch after a mid-epoch resume
+            set_rng_state(self._resume_rng)
+        self._resume_rng = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_rng = state_dict.get("rng")
+
+
+class GracefulInterrupt(L.Callback):
+    """SIGINT (Ctrl+C) and SIGTERM (cluster preemption, ``kill``) stop training after the current
+    batch, never in the middle of an optimiser step: Lightning's SIGTERM flag is raised for both,
+    its loop stops, and this callback writes ``last.ckpt`` (atomically, like every checkpoint) with
+    the loop position, RNG states and data position, so ``ckpt_path=last`` resumes the same run.
+    A second Ctrl+C interrupts at once."""
+
+    def __init__(self, dirpath: str):
+        self.dirpath = dirpath
+        self.signum: int | None = None
+        self.saved: str | None = None
+        self._old: Any = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        import signal
+        import threading
+
+        if stage != "fit" or threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            if trainer.received_sigterm:  # the second Ctrl+C: now
+                raise KeyboardInterrupt
+            self.signum = signum
+            trainer._signal_connector.received_sigterm = True  # Lightning stops after this batch
+            print("\ninterrupted: stopping after this batch and saving a checkpoint (Ctrl+C again to abort at once)",
+                  flush=True)
+
+        self._old = signal.signal(signal.SIGINT, on_sigint)
+        previous_term = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            self.signum = self.signum or signum
+            if callable(previous_term):
+                previous_term(signum, frame)  # Lightning's handler sets trainer.received_sigterm
+            trainer._signal_connector.received_sigterm = True  # Lightning stops after this batch
+
+        self._old_term = signal.signal(signal.SIGTERM, on_sigterm)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            signal.signal(signal.SIGTERM, self._old_term)
+            self._old = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException):
+            import os
+
+            path = os.path.join(self.dirpath, "last.ckpt")
+            trainer.save_checkpoint(path)
+            self.saved = path
 
 
 class CheckpointExtras(L.Callback):

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqgen.data.download import Resource, default_data_dir, fetch
+from seqgen.data.sharding import resume_skip
 from seqgen.data.splits import stratified_split
 from seqgen.errors import ConfigError, DataError
 from seqgen.utils import check_positive
@@ -265,8 +266,9 @@ class _StochasticBinarize:
 class EpochShuffle(Sampler[int]):
     """A random order that depends only on ``seed`` and the epoch Lightning sets."""
 
-    def __init__(self, n: int, seed: int):
+    def __init__(self, n: int, seed: int, skip: Any = None):
         self.n, self.seed, self.epoch = n, seed, 0
+        self.skip = skip or (lambda: 0)  # examples a mid-epoch resume has already trained on
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -276,7 +278,7 @@ class EpochShuffle(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=gen).tolist())
+        return iter(torch.randperm(self.n, generator=gen).tolist()[self.skip():])
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -419,7 +421,9 @@ class ImageDataModule(L.LightningDataModule):
         ds = TensorPairs(*self.splits[split])
         if train:
             collate = _StochasticBinarize() if self.binarize == "stochastic" else _as_batch
-            return DataLoader(ds, batch_size=self.batch_size, sampler=EpochShuffle(len(ds), self.seed), collate_fn=collate)
+            n_batches = -(-len(ds) // self.batch_size)
+            sampler = EpochShuffle(len(ds), self.seed, lambda: resume_skip(self.trainer, n_batches) * self.batch_size)
+            return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=collate)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=_as_batch)
 
     def train_dataloader(self) -> DataLoader:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from seqgen.data import corpora
 from seqgen.data.download import default_data_dir
-from seqgen.data.sharding import current_epoch, rank_world
+from seqgen.data.sharding import current_epoch, rank_world, resume_skip
 from seqgen.data.tokenizers import EOS, CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer
 from seqgen.errors import ConfigError, DataError
 from seqgen.utils import check_positive
@@ -66,10 +66,12 @@ class TokenStream(IterableDataset):
         jitter: bool = False,
         seed: int = 0,
         epoch_fn: Callable[[], int] | None = None,
+        skip_fn: Callable[[int], int] | None = None,
     ):
         super().__init__()
         self.data, self.bptt, self.jitter, self.seed = data, bptt, jitter, seed
         self.epoch_fn = epoch_fn or (lambda: 0)
+        self.skip_fn = skip_fn or (lambda n: 0)
 
     def lengths(self) -> list[int]:
         gen = None
@@ -81,8 +83,10 @@ class TokenStream(IterableDataset):
         return math.ceil((self.data.size(1) - 1) / self.bptt)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        pos = 0
-        for length in self.lengths():
+        lengths = self.lengths()
+        skip = self.skip_fn(len(lengths))  # chunks a mid-epoch resume has already trained on
+        pos = sum(lengths[:skip])
+        for length in lengths[skip:]:
             yield self.data[:, pos : pos + length], self.data[:, pos + 1 : pos + 1 + length]
             pos += length
 
@@ -225,7 +229,9 @@ class LMDataModule(L.LightningDataModule):
     def _loader(self, split: str, batch_size: int, jitter: bool) -> DataLoader:
         if not self.streams:
             self.setup()
-        dataset = TokenStream(self._rows(split, batch_size), self.bptt, jitter=jitter, seed=self.seed, epoch_fn=self._epoch)
+        skip = (lambda n: resume_skip(self.trainer, n)) if split == "train" else None
+        dataset = TokenStream(self._rows(split, batch_size), self.bptt, jitter=jitter, seed=self.seed, epoch_fn=self._epoch,
+                              skip_fn=skip)
         # a private generator: creating the iterator must not draw from the global RNG
         return DataLoader(dataset, batch_size=None, num_workers=0, generator=torch.Generator().manual_seed(self.seed))
 

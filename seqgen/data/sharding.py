@@ -1,5 +1,5 @@
-"""Where a data module runs: its DDP rank, the world size and the current epoch (plain defaults
-when it is used without a Trainer)."""
+"""Where a data module runs: its DDP rank, the world size, the current epoch and, after a mid-epoch
+resume, how far into the epoch it already was (plain defaults when it is used without a Trainer)."""
 
 from __future__ import annotations
 
@@ -12,3 +12,14 @@ def rank_world(trainer: Any | None) -> tuple[int, int]:
 
 def current_epoch(trainer: Any | None) -> int:
     return trainer.current_epoch if trainer is not None else 0
+
+
+def resume_skip(trainer: Any | None, n_batches: int) -> int:
+    """Training batches of the current epoch done before a mid-epoch checkpoint (SIGINT/SIGTERM),
+    when a run resumes from one: Lightning restored its counters, so the loader must not serve
+    those batches again (the epoch's order depends only on the seed and the epoch). 0 otherwise."""
+    if trainer is None:
+        return 0
+    loop = trainer.fit_loop.epoch_loop
+    done = int(loop.batch_progress.current.completed)
+    return done if loop.restarting and 0 < done < n_batches else 0

@@ -26,7 +26,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from seqgen.data.sharding import current_epoch, rank_world
+from seqgen.data.sharding import current_epoch, rank_world, resume_skip
 from seqgen.errors import ConfigError
 from seqgen.utils import check_positive
 
@@ -73,17 +73,21 @@ def baseline(task: str, seq_len: int, vocab: int = 8) -> float:
 
 
 class _Fresh(IterableDataset):
-    def __init__(self, make: Any, batch_size: int, batches: int, seed: int, epoch_fn: Any, rank: int):
+    def __init__(self, make: Any, batch_size: int, batches: int, seed: int, epoch_fn: Any, rank: int, skip_fn: Any = None):
         super().__init__()
         self.make, self.batch_size, self.batches, self.seed, self.epoch_fn, self.rank = make, batch_size, batches, seed, epoch_fn, rank
+        self.skip_fn = skip_fn or (lambda n: 0)
 
     def __len__(self) -> int:
         return self.batches
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed((self.seed * 1_000_003 + int(self.epoch_fn())) * 997 + self.rank)
-        for _ in range(self.batches):
-            yield self.make(self.batch_size, gen)
+        skip = self.skip_fn(self.batches)  # a mid-epoch resume: regenerate and drop what was trained on
+        for i in range(self.batches):
+            batch = self.make(self.batch_size, gen)
+            if i >= skip:
+                yield batch
 
 
 class SyntheticSequenceDataModule(L.LightningDataModule):
@@ -128,7 +132,8 @@ class SyntheticSequenceDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, _ = rank_world(self.trainer)
-        ds = _Fresh(self.make, self.batch_size, self.train_batches, self.seed, lambda: current_epoch(self.trainer), rank)
+        ds = _Fresh(self.make, self.batch_size, self.train_batches, self.seed, lambda: current_epoch(self.trainer), rank,
+                    lambda n: resume_skip(self.trainer, n))
         return DataLoader(ds, batch_size=None, generator=torch.Generator().manual_seed(self.seed))
 
     def _fixed_loader(self, split: str) -> DataLoader:

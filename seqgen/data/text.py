@@ -98,8 +98,10 @@ class BucketedBatches(IterableDataset):
     epoch starts (from the trainer), so shuffling follows ``seed + epoch`` on every rank alike."""
 
     def __init__(self, sampler: BucketBatchSampler, collate: Callable[[list[int]], Any],
-                 rank_world: Callable[[], tuple[int, int]], epoch: Callable[[], int], pad_ranks: bool):
+                 rank_world: Callable[[], tuple[int, int]], epoch: Callable[[], int], pad_ranks: bool,
+                 skip: Callable[[int], int] = lambda n: 0):
         super().__init__()
+        self.skip = skip  # training batches a mid-epoch resume has already done
         self.sampler, self.collate, self.rank_world, self.epoch, self.pad_ranks = sampler, collate, rank_world, epoch, pad_ranks
 
     def batches(self) -> list[list[int]]:
@@ -120,7 +122,8 @@ class BucketedBatches(IterableDataset):
         return len(self.batches())
 
     def __iter__(self) -> Iterator[Any]:
-        for b in self.batches():
+        batches = self.batches()
+        for b in batches[self.skip(len(batches)) if self.pad_ranks else 0:]:
             yield self.collate(b)
 
 
@@ -128,8 +131,9 @@ def bucket_loader(lengths: Sequence[int], batch_size: int, collate: Callable[[li
                   seed: int = 0, shuffle: bool = True, max_tokens: int | None = None) -> DataLoader:
     """A loader of length-bucketed batches (see :class:`BucketBatchSampler`), DDP-sharded.
     ``trainer`` returns the data module's trainer (or None outside one)."""
-    from seqgen.data.sharding import current_epoch, rank_world
+    from seqgen.data.sharding import current_epoch, rank_world, resume_skip
 
     sampler = BucketBatchSampler(lengths, batch_size, seed=seed, shuffle=shuffle, max_tokens=max_tokens)
-    ds = BucketedBatches(sampler, collate, lambda: rank_world(trainer()), lambda: current_epoch(trainer()), shuffle)
+    ds = BucketedBatches(sampler, collate, lambda: rank_world(trainer()), lambda: current_epoch(trainer()), shuffle,
+                         skip=lambda n: resume_skip(trainer(), n))
     return DataLoader(ds, batch_size=None, num_workers=0)

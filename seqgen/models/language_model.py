@@ -61,7 +61,17 @@ class LanguageModel(SeqgenModule):
         if state is None:
             return None
         h = state[0] if isinstance(state, tuple) else state
+        if h.device != self.device:  # restored from a checkpoint
+            state = tuple(s.to(self.device) for s in state) if isinstance(state, tuple) else state.to(self.device)
         return state if h.size(1) == batch_size else None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the recurrent state carried between truncated-BPTT chunks: a mid-epoch resume continues from it
+        checkpoint["tbptt_state"] = self._states.get("train")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("tbptt_state")
+        self._states["train"] = state  # reset anyway at the next epoch start; kept when resuming mid-epoch
 
     def reset_state(self, stage: str) -> None:
         self._states[stage] = None

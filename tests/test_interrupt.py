@@ -1,0 +1,69 @@
+"""Interruption and exact resume, through the command line: a run sent SIGTERM or SIGINT in the
+middle of an epoch stops after the batch, saves ``last.ckpt`` and exits with 128 + signal; resumed
+with ``ckpt_path=<that run>``, it ends with the same weights and test metrics as a run never
+interrupted (``trainer.deterministic=true``, CPU); its checkpoints continue in the interrupted run's
+folder, so the best checkpoint picked for the test is the same too. One family per case: language model (truncated
+BPTT state carried across the cut), classifier, GAN (two optimisers, manual optimisation), DBN
+pretraining (layer-wise stages), translator (bucketed batches)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from conftest import ROOT, run_script
+
+TRAIN = str(ROOT / "scripts" / "train.py")
+COMMON = ["trainer.deterministic=true", "callbacks.progress_bar=null", "trainer.enable_model_summary=false", "logger=csv",
+          "trainer.num_sanity_val_steps=0"]
+FAMILIES = {
+    # task overrides, signal
+    "lm": (["task=char_lm", "model.net.hidden_size=48", "model.net.num_layers=1", "model.net.embedding_dim=16",
+            "data.batch_size=8", "data.bptt=40", "trainer.max_epochs=2", "trainer.limit_train_batches=12",
+            "trainer.limit_val_batches=3", "trainer.limit_test_batches=3", "callbacks.text_samples=null"], "SIGTERM"),
+    "classifier": (["task=digits_mlp", "trainer.max_epochs=3", "model.net.dropout=0.2"], "SIGINT"),
+    "gan": (["task=digits_gan", "trainer.max_epochs=2", "trainer.limit_train_batches=10", "model.eval_samples=200"], "SIGTERM"),
+    "dbn": (["task=digits_dbn_pretrain", "trainer.max_epochs=4", "model.epochs_per_layer=2",
+             "trainer.limit_train_batches=8"], "SIGTERM"),
+    "translator": (["task=dates_attn", "data.num_train=1500", "data.num_eval=100", "data.batch_size=64",
+                    "model.net.hidden_size=32", "trainer.max_epochs=2", "callbacks.early_stopping=null"], "SIGINT"),
+}
+
+
+def _train(tmp_path, name, overrides, extra=()):
+    out = tmp_path / name
+    proc = run_script([TRAIN, *overrides, *COMMON, f"hydra.run.dir={out}", *extra], tmp_path, timeout=400,
+                      env={"PYTHONPATH": str(ROOT / "tests")})
+    return proc, out
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_killed_mid_epoch_resumes_to_the_same_result(family, tmp_path):
+    overrides, sig = FAMILIES[family]
+    full, full_dir = _train(tmp_path, "full", overrides)
+    assert full.returncode == 0, full.stderr[-3000:]
+    end = torch.load(full_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    per_epoch = end["global_step"] // (end["epoch"] + 1)  # optimiser steps per epoch (2 per batch for a GAN)
+    kill_at = random.Random(family).randrange(per_epoch + 2, 2 * per_epoch - 2)  # a random step inside epoch 1
+
+    cut, cut_dir = _train(tmp_path, "cut", overrides, ["+callbacks.kill._target_=signal_at_step.SignalAtStep",
+                                                       f"+callbacks.kill.step={kill_at}", f"+callbacks.kill.signal_name={sig}"])
+    code = {"SIGTERM": 143, "SIGINT": 130}[sig]
+    assert cut.returncode == code, cut.stderr[-3000:]
+    assert "ckpt_path=last" in cut.stderr and not (cut_dir / "metrics.json").exists()
+    saved = torch.load(cut_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] >= kill_at and saved["epoch"] == 1  # the batch in flight finished, then it stopped
+
+    resumed, res_dir = _train(tmp_path, "resumed", overrides, [f"ckpt_path={cut_dir}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = json.loads((full_dir / "metrics.json").read_text())
+    b = json.loads((res_dir / "metrics.json").read_text())
+    tests = {k for k in a if k.startswith("test/")}
+    assert tests and {k: a[k] for k in tests} == {k: b[k] for k in tests}
+    wa = torch.load(full_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert not (res_dir / "checkpoints").exists()  # checkpoints continue in the interrupted run's folder
+    wb = torch.load(cut_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), family
