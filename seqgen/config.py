@@ -21,7 +21,8 @@ POSITIVE_NUMBER = {"lr", "temperature"}
 NON_NEGATIVE_NUMBER = {"weight_decay", "momentum", "gradient_clip_val", "forget_bias"}
 INT_OR_MINUS_ONE = {"max_epochs", "max_steps"}
 BOOL = {"deterministic_algorithms", "bidirectional", "tie_weights", "bptt_jitter", "skip_nonfinite", "compile",
-        "save_last", "test", "train"}
+        "save_last"}
+TOP_LEVEL_BOOL = {"test", "train"}  # only at the top: data.train / data.test are file paths
 
 
 def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, str, Any]]:
@@ -57,7 +58,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(f"{path} must be a non-negative number, got {v!r}")
         if key in INT_OR_MINUS_ONE and not (_is_int(v) and (v > 0 or v == -1)):
             raise ConfigError(f"{path} must be a positive integer (or -1 for no limit), got {v!r}")
-        if key in BOOL and not isinstance(v, bool):
+        if (key in BOOL or path in TOP_LEVEL_BOOL) and not isinstance(v, bool):
             raise ConfigError(f"{path} must be true or false, got {v!r}")
     seed = cfg.get("seed")
     if seed is not None and not _is_int(seed):

@@ -42,6 +42,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except OSError as e:  # disk full, quota, permissions: say so; the previous file is untouched
+            tmp.unlink(missing_ok=True)
+            kept = f"the previous {path.name} is intact" if path.exists() else "no earlier copy existed"
+            raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e} ({kept}); "
+                                  "free disk space or point paths.output_dir elsewhere") from e
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -191,6 +196,18 @@ def last_checkpoint_path(trainer: L.Trainer) -> str:
     return max(paths, key=lambda p: Path(p).stat().st_mtime) if paths else ""
 
 
+def _check_writable(folder: Path) -> None:
+    """Fail before any data is read or model built when the run folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"the run folder {folder} is not writable ({e.strerror or e}); "
+                          "set paths.output_dir (or hydra.run.dir) to a folder you can write") from e
+
+
 def _continue_checkpoints_in(folder: Path, callbacks: list[Any]) -> None:
     """A resumed run keeps writing its checkpoints where the interrupted run did: Lightning restores
     the best-so-far score and top-k bookkeeping only when the folder is unchanged, and the test
@@ -223,6 +240,7 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
     else:
         validate(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    _check_writable(output_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)

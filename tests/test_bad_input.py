@@ -1,0 +1,131 @@
+"""The bad-input catalogue (README, "Bad input and faults"): one row per case, each must give a
+clear error naming what is wrong, leave no partial output in its run folder, and leave an
+earlier run untouched. Rows run in-process (``seqgen.train.run`` raises the ``SeqgenError`` the
+command line turns into ``error: ...`` and exit status 2, tested in test_cli)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from conftest import make_cfg
+from seqgen.errors import CheckpointError, ChecksumError, ConfigError, DataError, DataNotFoundError
+from seqgen.train import run
+
+FAST = ["callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false", "logger=none"]
+
+
+@pytest.fixture(scope="module")
+def earlier(tmp_path_factory):
+    """A finished digits_mlp run: its files must never change, whatever later runs do."""
+    root = tmp_path_factory.mktemp("earlier")
+    run(make_cfg(root, ["task=digits_mlp", "trainer.max_epochs=1", *FAST]))
+    return root / "run"
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _corrupt_multi30k(tmp: Path) -> list[str]:
+    d = tmp / "data" / "multi30k"
+    d.mkdir(parents=True)
+    for split in ("train", "val", "test_2016_flickr"):
+        (d / f"{split}.en.gz").write_bytes(gzip.compress(b"not the real captions\n"))
+    return ["task=lm_multi30k_lstm", f"paths.data_dir={tmp / 'data'}"]
+
+
+def _empty_corpus(tmp: Path) -> list[str]:
+    (tmp / "empty.txt").write_text("")
+    return ["task=char_lm", "data=text_files", f"data.train={tmp / 'empty.txt'}"]
+
+
+def _malformed_pairs(tmp: Path) -> list[str]:
+    (tmp / "pairs.tsv").write_text("Go.\tVa !\nHi.\tSalut !\nthis line has no tab\n" + "A.\tB.\n" * 30, encoding="utf-8")
+    return ["task=dates_attn", "data=tsv_pairs", f"data.pairs_file={tmp / 'pairs.tsv'}", "data.tokenizer.kind=char"]
+
+
+def _other_task_checkpoint(tmp: Path, earlier: Path) -> list[str]:
+    return ["task=digits_vae", f"ckpt_path={earlier}"]
+
+
+def _truncated_checkpoint(tmp: Path, earlier: Path) -> list[str]:
+    data = (earlier / "checkpoints" / "last.ckpt").read_bytes()
+    (tmp / "cut.ckpt").write_bytes(data[: len(data) // 3])
+    return ["task=digits_mlp", f"ckpt_path={tmp / 'cut.ckpt'}"]
+
+
+def _output_dir_is_a_file(tmp: Path) -> list[str]:
+    (tmp / "blocker").write_text("a file where a folder should be")  # the run folder goes under it (see BASE)
+    return ["task=digits_mlp"]
+
+
+CATALOGUE = {
+    # row: (overrides or a function building them, exception, words the message must contain)
+    "unknown task": (["task=digits_mpl"], MissingConfigException, "digits_mlp"),
+    "misspelled key": (["task=digits_mlp", "trainer.max_epoch=3"], ConfigCompositionException, "max_epoch"),
+    "wrong value type": (["task=digits_mlp", "data.batch_size=abc"], ConfigError, "data.batch_size"),
+    "negative size": (["task=digits_mlp", "model.net.hidden_sizes=[64,-3]"], ConfigError, "hidden"),
+    "zero size": (["task=char_lm", "data.bptt=0"], ConfigError, "data.bptt"),
+    "data dir that does not exist, offline": (["task=lm_ptb_lstm", "paths.data_dir=/nonexistent/seqgen-data"],
+                                              DataNotFoundError, "ptb.train.txt"),
+    "checksum mismatch": (_corrupt_multi30k, ChecksumError, "md5"),
+    "empty text corpus": (_empty_corpus, DataError, "empty"),
+    "pairs file with a malformed line": (_malformed_pairs, DataError, "pairs.tsv:3"),
+    "checkpoint from another task": (_other_task_checkpoint, CheckpointError, "digits_mlp"),
+    "truncated checkpoint": (_truncated_checkpoint, CheckpointError, "truncated or corrupt"),
+    "checkpoint path that does not exist": (["task=digits_mlp", "ckpt_path=/nonexistent/last.ckpt"], CheckpointError,
+                                            "not found"),
+    "output folder that cannot be written": (_output_dir_is_a_file, ConfigError, "not writable"),
+}
+
+
+BASE = {"output folder that cannot be written": "blocker"}  # rows whose run folder is not tmp_path/run
+
+
+@pytest.mark.parametrize("row", sorted(CATALOGUE))
+def test_bad_input_gives_a_clear_error_and_leaves_nothing(row, tmp_path, earlier, monkeypatch):
+    monkeypatch.setenv("SEQGEN_OFFLINE", "1")
+    before = digest(earlier)
+    build, exc, words = CATALOGUE[row]
+    if callable(build):
+        args = build(tmp_path, earlier) if build.__code__.co_argcount == 2 else build(tmp_path)
+    else:
+        args = build
+    base = tmp_path / BASE[row] if row in BASE else tmp_path
+    with pytest.raises(exc) as info:
+        run(make_cfg(base, [*args, *FAST]))
+    assert words in str(info.value), str(info.value)
+    out = tmp_path / "run"
+    assert not list(out.rglob("*.ckpt")) and not (out / "metrics.json").exists()  # no partial output
+    assert digest(earlier) == before  # the earlier run is untouched
+
+
+def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    """The second epoch's checkpoint write fails with ENOSPC: the run stops with a message saying
+    so, no temporary file is left, and last.ckpt still holds the first epoch, loadable."""
+    import errno
+
+    import seqgen.train as train_mod
+
+    real_save, calls = torch.save, {"n": 0}
+
+    def failing_save(obj, f, *a, **kw):
+        calls["n"] += 1
+        if getattr(f, "name", "").endswith("last.ckpt.tmp") and obj.get("epoch") == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(train_mod.torch, "save", failing_save)
+    with pytest.raises(CheckpointError, match="No space left on device") as info:
+        run(make_cfg(tmp_path, ["task=digits_mlp", "trainer.max_epochs=3", *FAST]))
+    assert "intact" in str(info.value)
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert not list(ckpts.glob("*.tmp"))
+    last = torch.load(ckpts / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and calls["n"] >= 2
