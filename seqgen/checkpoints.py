@@ -38,3 +38,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{p}: not a Lightning checkpoint (no state_dict)")
     return ckpt
+
+
+def pretrained_state(ref: str) -> dict[str, Any]:
+    """ImageNet weights from an optional library: ``torchvision:<model name>`` (e.g.
+    ``torchvision:resnet18``, its default weights) or ``timm:<model name>``, downloaded and cached
+    by that library. Only ``state_dict`` tensors are used."""
+    lib, _, name = ref.partition(":")
+    try:
+        if lib == "torchvision":
+            import torchvision.models as tvm
+
+            return tvm.get_model(name, weights="DEFAULT").state_dict()
+        if lib == "timm":
+            import timm
+
+            return timm.create_model(name, pretrained=True).state_dict()
+    except ImportError as e:
+        raise CheckpointError(f"init_from={ref}: {lib} is not installed ({e}); pip install {lib}, or start from a "
+                              "seqgen run instead") from e
+    raise CheckpointError(f"init_from={ref}: unknown source {lib!r}; use torchvision:<name>, timm:<name>, a .ckpt "
+                          "file, a run folder or last:<task>")

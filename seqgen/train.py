@@ -130,6 +130,11 @@ def apply_init_from(model: L.LightningModule, resuming: bool, cfg: DictConfig | 
     when the resumed checkpoint already holds the trained weights). Text models must share the
     source's tokenizer: embeddings of another vocabulary would be rows of the wrong words."""
     source = getattr(model, "init_from", None)
+    if source and not resuming and str(source).startswith(("torchvision:", "timm:")):
+        from seqgen.checkpoints import pretrained_state
+
+        model.loaded_from_init = model.load_backbone_in_order(pretrained_state(str(source)), str(source))
+        return
     if source and not resuming and hasattr(model, "load_backbone_state"):
         path = resolve_reference(source, cfg, "model.init_from")
         ckpt = load_checkpoint(path)

@@ -90,3 +90,61 @@ def test_transfer_beats_scratch_with_10_labels_per_class(tmp_path):
     scratch = run(make_cfg(tmp_path / "scratch", ["task=digits_transfer_0to4_5to9", "model.init_from=null",
                                                   "model.freeze_backbone=false", *quiet]))
     assert transfer["test/acc"] > scratch["test/acc"] + 0.01, (transfer["test/acc"], scratch["test/acc"])
+
+
+def _bn(name: str, c: int) -> list[tuple[str, tuple[int, ...]]]:
+    return [(f"{name}.weight", (c,)), (f"{name}.bias", (c,)), (f"{name}.running_mean", (c,)),
+            (f"{name}.running_var", (c,)), (f"{name}.num_batches_tracked", ())]
+
+
+def torchvision_resnet18_layout() -> list[tuple[str, tuple[int, ...]]]:
+    """torchvision.models.resnet18().state_dict(): names and shapes, written out from its definition
+    (torchvision cannot be installed beside this CPU torch, so the layout is spelled out here)."""
+    out = [("conv1.weight", (64, 3, 7, 7)), *_bn("bn1", 64)]
+    cin = 64
+    for i, planes in enumerate((64, 128, 256, 512), 1):
+        for b in range(2):
+            p, inp = f"layer{i}.{b}", cin if b == 0 else planes
+            out += [(f"{p}.conv1.weight", (planes, inp, 3, 3)), *_bn(f"{p}.bn1", planes),
+                    (f"{p}.conv2.weight", (planes, planes, 3, 3)), *_bn(f"{p}.bn2", planes)]
+            if b == 0 and inp != planes:
+                out += [(f"{p}.downsample.0.weight", (planes, inp, 1, 1)), *_bn(f"{p}.downsample.1", planes)]
+        cin = planes
+    return out + [("fc.weight", (1000, 512)), ("fc.bias", (1000,))]
+
+
+def test_imagenet_weights_from_torchvision_layout_load_in_order(monkeypatch):
+    import seqgen.checkpoints as ckpts
+
+    g = torch.Generator().manual_seed(0)
+    theirs = {k: (torch.randint(0, 100, s, generator=g) if k.endswith("num_batches_tracked") else torch.randn(s, generator=g))
+              for k, s in torchvision_resnet18_layout()}
+    monkeypatch.setattr(ckpts, "pretrained_state", lambda ref: theirs)
+    model = Classifier(net={"_target_": "seqgen.nets.vision.build_net", "name": "resnet18"}, num_classes=10, in_channels=3,
+                       image_size=[224, 224], init_from="torchvision:resnet18")
+    head_before = model.net.fc.weight.detach().clone()
+    apply_init_from(model, resuming=False)
+    assert len(model.loaded_from_init) == len(theirs) - 2  # everything but ImageNet's 1000-class head
+    own = model.net.state_dict()
+    assert torch.equal(own["stem.0.weight"], theirs["conv1.weight"])
+    assert torch.equal(own["layer2.0.shortcut.0.weight"], theirs["layer2.0.downsample.0.weight"])
+    assert torch.equal(own["layer4.1.bn2.running_var"], theirs["layer4.1.bn2.running_var"])
+    assert torch.equal(model.net.fc.weight, head_before)  # the 10-class head stays new
+
+    small = Classifier(net={"_target_": "seqgen.nets.vision.build_net", "name": "resnet18"}, num_classes=10, in_channels=3,
+                       image_size=[32, 32], init_from="torchvision:resnet18")
+    with pytest.raises(CheckpointError, match="224"):  # the CIFAR stem (3x3, no max-pool) cannot take a 7x7 kernel
+        apply_init_from(small, resuming=False)
+
+
+def test_imagenet_weights_without_the_library_is_a_clear_error(monkeypatch):
+    import sys
+
+    from seqgen.checkpoints import pretrained_state
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    monkeypatch.setitem(sys.modules, "torchvision.models", None)
+    with pytest.raises(CheckpointError, match="pip install torchvision"):
+        pretrained_state("torchvision:resnet18")
+    with pytest.raises(CheckpointError, match="unknown source"):
+        pretrained_state("keras:resnet18")

@@ -12,7 +12,9 @@ Transfer learning: ``init_from`` (a checkpoint, or a run folder's ``checkpoints/
 another seqgen classifier; ``seqgen.train.run`` hands its state to ``load_backbone_state``, which
 copies every tensor whose name and shape match except the head (every Linear/Conv2d that
 outputs ``num_classes``), left freshly initialised for the new classes. A resumed run skips it
-(the resumed checkpoint holds the trained weights). ``freeze_backbone`` trains the head only (backbone batch-norm
+(the resumed checkpoint holds the trained weights). ``init_from=torchvision:<name>`` or
+``timm:<name>`` loads those libraries' ImageNet weights into the same seqgen architecture (tensors
+paired in order, shapes checked) when the package is installed. ``freeze_backbone`` trains the head only (backbone batch-norm
 statistics frozen too) until epoch ``unfreeze_at_epoch``; ``backbone_lr_mult`` gives the
 backbone its own learning rate (discriminative fine-tuning).
 ``log_grad_norms`` logs the gradient norm of every weight matrix each ``grad_norm_every`` steps
@@ -177,6 +179,28 @@ class Classifier(SeqgenModule):
                 break
         if not take:
             raise CheckpointError(f"init_from: no tensor of {source} matches this net (another architecture?)")
+        self.net.load_state_dict(take, strict=False)
+        return sorted(take)
+
+    def load_backbone_in_order(self, state_dict: dict[str, Tensor], source: str) -> list[str]:
+        """Copy a state dict written by another library for the same architecture (torchvision, timm:
+        other names, same tensors in the same order): tensors are paired in order, every shape must
+        match; the head (ImageNet's 1,000 classes) is left out on both sides. Returns our names."""
+        from seqgen.errors import CheckpointError
+
+        head = self.head_parameter_names()
+        own = [(k, v) for k, v in self.net.state_dict().items() if k not in head]
+        theirs = list(state_dict.items())
+        theirs = theirs[: len(theirs) - (len(self.net.state_dict()) - len(own))] if head else theirs
+        if len(own) != len(theirs):
+            raise CheckpointError(f"init_from={source}: {len(theirs)} backbone tensors there, {len(own)} in this net "
+                                  "(another architecture or variant?)")
+        take = {}
+        for (ok, ov), (tk, tv) in zip(own, theirs):
+            if ov.shape != tv.shape:
+                raise CheckpointError(f"init_from={source}: {tk} {tuple(tv.shape)} does not fit {ok} {tuple(ov.shape)}; "
+                                      "ImageNet weights need the 224-pixel layout (data.resize=224, 3 channels)")
+            take[ok] = tv
         self.net.load_state_dict(take, strict=False)
         return sorted(take)
 
