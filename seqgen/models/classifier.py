@@ -199,7 +199,7 @@ class Classifier(SeqgenModule):
         for (ok, ov), (tk, tv) in zip(own, theirs):
             if ov.shape != tv.shape:
                 raise CheckpointError(f"init_from={source}: {tk} {tuple(tv.shape)} does not fit {ok} {tuple(ov.shape)}; "
-                                      "ImageNet weights need the 224-pixel layout (data.resize=224, 3 channels)")
+                                      "ImageNet weights need the 224-pixel layout (3 channels; data.image_size=224 for image folders)")
             take[ok] = tv
         self.net.load_state_dict(take, strict=False)
         return sorted(take)
