@@ -156,7 +156,9 @@ class Throughput(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         import time
 
-        if trainer.global_step == self.warmup and self.start is None:
+        # counted in batches, not global steps (a GAN's global step counts both of its optimisers)
+        self.seen = getattr(self, "seen", 0) + 1
+        if self.seen > self.warmup and self.start is None:
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
