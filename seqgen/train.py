@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -213,22 +214,10 @@ def _check_writable(folder: Path) -> None:
                           "set paths.output_dir (or hydra.run.dir) to a folder you can write") from e
 
 
-def _continue_checkpoints_in(folder: Path, callbacks: list[Any]) -> None:
-    """A resumed run keeps writing its checkpoints where the interrupted run did: Lightning restores
-    the best-so-far score and top-k bookkeeping only when the folder is unchanged, and the test
-    after fit must pick the same best checkpoint as an uninterrupted run would."""
-    if folder.name != "checkpoints":
-        return
-    for cb in callbacks:
-        if type(cb).__name__ == "ModelCheckpoint" and cb.dirpath:
-            cb.dirpath = str(folder)
-    print(f"resuming: checkpoints continue in {folder}", flush=True)
-
-
 def _last_checkpoint_dir(callbacks: list[Any], output_dir: Path) -> str:
     """Where ``last.ckpt`` lives: the folder of the configured every-epoch checkpoint callback."""
     for cb in callbacks:
-        if type(cb).__name__ == "ModelCheckpoint" and getattr(cb, "filename", None) == "last" and cb.dirpath:
+        if isinstance(cb, ModelCheckpoint) and getattr(cb, "filename", None) == "last" and cb.dirpath:
             return str(cb.dirpath)
     return str(output_dir / "checkpoints")
 
@@ -266,8 +255,6 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
     if cfg.get("seed") is not None:
         callbacks.append(EpochSeed(cfg.seed))
     callbacks.append(CheckpointExtras(str(cfg.task_name)))
-    if ckpt_path and cfg.get("train", True):
-        _continue_checkpoints_in(Path(ckpt_path).parent, callbacks)
     interrupt = GracefulInterrupt(_last_checkpoint_dir(callbacks, output_dir))
     callbacks.append(interrupt)
     strategy = {}

@@ -1,8 +1,9 @@
 """Interruption and exact resume, through the command line: a run sent SIGTERM or SIGINT in the
 middle of an epoch stops after the batch, saves ``last.ckpt`` and exits with 128 + signal; resumed
 with ``ckpt_path=<that run>``, it ends with the same weights and test metrics as a run never
-interrupted (``trainer.deterministic=true``, CPU); its checkpoints continue in the interrupted run's
-folder, so the best checkpoint picked for the test is the same too. One family per case: language model (truncated
+interrupted (``trainer.deterministic=true``, CPU); the best-checkpoint bookkeeping carries over into
+the new run folder, so the checkpoint picked for the test is the same too, and the interrupted
+run's folder is left as it was. One family per case: language model (truncated
 BPTT state carried across the cut), classifier, GAN (two optimisers, manual optimisation), DBN
 pretraining (layer-wise stages), translator (bucketed batches)."""
 
@@ -57,13 +58,14 @@ def test_killed_mid_epoch_resumes_to_the_same_result(family, tmp_path):
     saved = torch.load(cut_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] >= kill_at and saved["epoch"] == 1  # the batch in flight finished, then it stopped
 
+    before = sorted(p.name for p in (cut_dir / "checkpoints").iterdir())
     resumed, res_dir = _train(tmp_path, "resumed", overrides, [f"ckpt_path={cut_dir}"])
+    assert sorted(p.name for p in (cut_dir / "checkpoints").iterdir()) == before  # the earlier run is untouched
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = json.loads((full_dir / "metrics.json").read_text())
     b = json.loads((res_dir / "metrics.json").read_text())
     tests = {k for k in a if k.startswith("test/")}
     assert tests and {k: a[k] for k in tests} == {k: b[k] for k in tests}
     wa = torch.load(full_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert not (res_dir / "checkpoints").exists()  # checkpoints continue in the interrupted run's folder
-    wb = torch.load(cut_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    wb = torch.load(res_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), family

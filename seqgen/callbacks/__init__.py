@@ -2,8 +2,8 @@
 
 from seqgen.callbacks.images import ImageGrids
 from seqgen.callbacks.plots import ConfusionMatrixPlot, LossCurves
-from seqgen.callbacks.runtime import CheckpointExtras, EpochSeed, GracefulInterrupt, Throughput
+from seqgen.callbacks.runtime import CheckpointExtras, EpochSeed, GracefulInterrupt, RunCheckpoint, Throughput
 from seqgen.callbacks.text import TextSamples
 from seqgen.callbacks.translation import TranslationSamples
 
-__all__ = ["CheckpointExtras", "ConfusionMatrixPlot", "ImageGrids", "EpochSeed", "GracefulInterrupt", "LossCurves", "TextSamples", "Throughput", "TranslationSamples"]
+__all__ = ["CheckpointExtras", "ConfusionMatrixPlot", "ImageGrids", "EpochSeed", "GracefulInterrupt", "LossCurves", "RunCheckpoint", "TextSamples", "Throughput", "TranslationSamples"]

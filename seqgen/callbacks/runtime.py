@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch import seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 def rng_state() -> dict[str, Any]:
@@ -183,3 +184,30 @@ class Throughput(L.Callback):
         if self.elapsed:
             pl_module.log("perf/steps_per_sec", self.steps_per_sec)
             pl_module.log("perf/items_per_sec", self.items_per_sec)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` for runs that resume into a new run folder.
+
+    Lightning restores the best-so-far score and top-k bookkeeping only when the checkpoint folder
+    is unchanged; seqgen resumes into a fresh run folder, so this restores them regardless (the
+    test after fit then picks the same best checkpoint as an uninterrupted run would), and it
+    never deletes a file outside its own folder: an earlier run's checkpoints stay as they were.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The dirpath has changed")
+            super().load_state_dict(state_dict)
+        self.best_model_score = state_dict["best_model_score"]
+        self.kth_best_model_path = state_dict.get("kth_best_model_path", self.kth_best_model_path)
+        self.kth_value = state_dict.get("kth_value", self.kth_value)
+        self.best_k_models = state_dict.get("best_k_models", self.best_k_models)
+
+    def _remove_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        import os
+
+        if self.dirpath and os.path.dirname(os.path.abspath(filepath)) == os.path.abspath(self.dirpath):
+            super()._remove_checkpoint(trainer, filepath)

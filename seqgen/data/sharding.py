@@ -18,8 +18,8 @@ def resume_skip(trainer: Any | None, n_batches: int) -> int:
     """Training batches of the current epoch done before a mid-epoch checkpoint (SIGINT/SIGTERM),
     when a run resumes from one: Lightning restored its counters, so the loader must not serve
     those batches again (the epoch's order depends only on the seed and the epoch). 0 otherwise."""
-    if trainer is None:
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    if loop is None:
         return 0
-    loop = trainer.fit_loop.epoch_loop
     done = int(loop.batch_progress.current.completed)
     return done if loop.restarting and 0 < done < n_batches else 0
