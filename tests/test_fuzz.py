@@ -138,3 +138,32 @@ def test_char_vocabulary_round_trips_any_unicode(lines):
     for line in lines:
         assert tok.decode(tok.encode(line)) == line
     assert WordTokenizer.from_dict(tok.to_dict()).encode(lines[0]) == tok.encode(lines[0])
+
+
+@FAST
+@given(st.one_of(st.binary(max_size=400), st.builds(
+    lambda cut, flip: (cut, flip), st.integers(1, 400), st.integers(0, 399))))
+def test_cifar_reader_random_or_mangled_pickles_give_clean_errors(tmp_path_factory, case):
+    """Random bytes, or a real CIFAR-format pickle cut short or with one byte flipped: a clean
+    DataError (or, rarely, a valid batch), never another exception and never code execution."""
+    import pickle
+
+    import numpy as np
+
+    from seqgen.data.images import read_cifar_batch
+
+    if isinstance(case, bytes):
+        data = case
+    else:
+        cut, flip = case
+        good = pickle.dumps({b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": [1, 2]}, protocol=2)
+        data = bytearray(good[: max(1, len(good) * cut // 400)])
+        data[flip % len(data)] ^= 0xFF
+        data = bytes(data)
+    p = tmp_path_factory.mktemp("cifar") / "data_batch_1"
+    p.write_bytes(data)
+    try:
+        x, y = read_cifar_batch(p, b"labels")
+    except DataError:
+        return
+    assert x.shape[1:] == (3, 32, 32) and len(x) == len(y)
