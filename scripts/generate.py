@@ -15,24 +15,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seqgen.errors import SeqgenError  # noqa: E402
+from seqgen.cli import script_main  # noqa: E402
 
 
-def main(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
+def _generate(argv: list[str]) -> None:
     from seqgen.generate import generate, parse_args
 
-    try:
-        texts, dest = generate(parse_args(argv))
-    except SeqgenError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    texts, dest = generate(parse_args(argv))
     for i, t in enumerate(texts):
         print(f"--- sample {i} ---\n{t}")
     print(f"saved to {dest}")
-    return 0
+
+
+def main(argv: list[str]) -> int:
+    return script_main(argv, __doc__, _generate)
 
 
 if __name__ == "__main__":

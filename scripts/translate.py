@@ -18,23 +18,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seqgen.errors import SeqgenError  # noqa: E402
+from seqgen.cli import script_main  # noqa: E402
+
+
+def _translate(argv: list[str]) -> None:
+    from seqgen.translate import parse_args, translate
+
+    for line in translate(parse_args(argv)):
+        print(line)
 
 
 def main(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    from seqgen.translate import parse_args, translate
-
-    try:
-        out = translate(parse_args(argv))
-    except SeqgenError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for line in out:
-        print(line)
-    return 0
+    return script_main(argv, __doc__, _translate)
 
 
 if __name__ == "__main__":

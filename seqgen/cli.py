@@ -40,3 +40,21 @@ def parse_kv(argv: list[str], schema: type[T], unescape: tuple[str, ...] = ()) -
         except ValueError:
             raise ConfigError(f"{key} must be {typ.split(' ')[0]}, got {raw!r}") from None
     return schema(**values)
+
+
+def script_main(argv: list[str], doc: str | None, work: Any) -> int:
+    """The shared face of the small scripts: ``--help`` prints ``doc``; ``work(argv)`` does the job
+    and prints; a :class:`~seqgen.errors.SeqgenError` becomes ``error: ...`` on stderr and exit 2."""
+    import sys
+
+    from seqgen.errors import SeqgenError
+
+    if any(a in ("-h", "--help") for a in argv):
+        print(doc)
+        return 0
+    try:
+        work(argv)
+    except SeqgenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
