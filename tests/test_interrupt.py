@@ -69,3 +69,22 @@ def test_killed_mid_epoch_resumes_to_the_same_result(family, tmp_path):
     wa = torch.load(full_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     wb = torch.load(res_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), family
+
+
+def test_ctrl_c_is_given_back_after_a_run_even_one_that_failed(tmp_path):
+    """In-process (notebooks, sweeps): after run() returns or raises, Ctrl+C interrupts again."""
+    import os
+    import signal
+    import time
+
+    from conftest import make_cfg
+    from seqgen.errors import NonFiniteLossError
+    from seqgen.train import run
+
+    fast = ["task=digits_mlp", "trainer.max_epochs=1", "callbacks.progress_bar=null", "logger=none"]
+    run(make_cfg(tmp_path / "ok", [*fast, "trainer.limit_train_batches=2"]))
+    with pytest.raises(NonFiniteLossError):
+        run(make_cfg(tmp_path / "nan", [*fast, "model.optimizer.lr=1e12", "model.net.activation=relu"]))
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(2)

@@ -69,6 +69,18 @@ class EpochSeed(L.Callback):
         self._resume_rng = state_dict.get("rng")
 
 
+def _previous(handler: Any, signum: int, frame: Any) -> None:
+    """Act as the handler that was installed before: call it, ignore, or die by the default action."""
+    import os
+    import signal
+
+    if callable(handler):
+        handler(signum, frame)
+    elif handler != signal.SIG_IGN:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
 class GracefulInterrupt(L.Callback):
     """SIGINT (Ctrl+C) and SIGTERM (cluster preemption, ``kill``) stop training after the current
     batch, never in the middle of an optimiser step: Lightning's SIGTERM flag is raised for both,
@@ -80,6 +92,7 @@ class GracefulInterrupt(L.Callback):
         self.dirpath = dirpath
         self.signum: int | None = None
         self.saved: str | None = None
+        self.active = False
         self._old: Any = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -88,43 +101,53 @@ class GracefulInterrupt(L.Callback):
 
         if stage != "fit" or threading.current_thread() is not threading.main_thread():
             return
+        self.active = True
+        old_int, old_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
 
         def on_sigint(signum: int, frame: Any) -> None:
-            if trainer.received_sigterm:  # the second Ctrl+C: now
-                raise KeyboardInterrupt
+            # outside this fit (Lightning may reinstall this handler after teardown), or the second Ctrl+C
+            if not self.active or trainer.received_sigterm:
+                _previous(old_int, signum, frame)
+                return
             self.signum = signum
             trainer._signal_connector.received_sigterm = True  # Lightning stops after this batch
             print("\ninterrupted: stopping after this batch and saving a checkpoint (Ctrl+C again to abort at once)",
                   flush=True)
 
-        self._old = signal.signal(signal.SIGINT, on_sigint)
-        previous_term = signal.getsignal(signal.SIGTERM)
-
         def on_sigterm(signum: int, frame: Any) -> None:
+            if not self.active:
+                _previous(old_term, signum, frame)
+                return
             self.signum = self.signum or signum
-            if callable(previous_term):
-                previous_term(signum, frame)  # Lightning's handler sets trainer.received_sigterm
+            if callable(old_term):
+                old_term(signum, frame)  # Lightning's handler, when it was installed first
             trainer._signal_connector.received_sigterm = True  # Lightning stops after this batch
 
-        self._old_term = signal.signal(signal.SIGTERM, on_sigterm)
+        self._old = (old_int, old_term)
+        signal.signal(signal.SIGINT, on_sigint)
+        signal.signal(signal.SIGTERM, on_sigterm)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         import signal
 
+        self.active = False
         if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            signal.signal(signal.SIGTERM, self._old_term)
+            signal.signal(signal.SIGINT, self._old[0])
+            signal.signal(signal.SIGTERM, self._old[1])
             self._old = None
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-        if isinstance(exception, SIGTERMException):
-            import os
+        try:
+            if isinstance(exception, SIGTERMException):
+                import os
 
-            path = os.path.join(self.dirpath, "last.ckpt")
-            trainer.save_checkpoint(path)
-            self.saved = path
+                path = os.path.join(self.dirpath, "last.ckpt")
+                trainer.save_checkpoint(path)
+                self.saved = path
+        finally:  # Lightning skips the teardown hook after an exception: give Ctrl+C back now
+            self.teardown(trainer, pl_module, "fit")
 
 
 class CheckpointExtras(L.Callback):

@@ -11,6 +11,7 @@ moves them.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqgen.data.download import Resource, default_data_dir, fetch
-from seqgen.data.sharding import resume_skip
+from seqgen.data.sharding import rank_world, resume_skip
 from seqgen.data.splits import stratified_split
 from seqgen.errors import ConfigError, DataError
 from seqgen.utils import check_positive
@@ -421,8 +422,11 @@ class ImageDataModule(L.LightningDataModule):
         ds = TensorPairs(*self.splits[split])
         if train:
             collate = _StochasticBinarize() if self.binarize == "stochastic" else _as_batch
-            n_batches = -(-len(ds) // self.batch_size)
-            sampler = EpochShuffle(len(ds), self.seed, lambda: resume_skip(self.trainer, n_batches) * self.batch_size)
+            # a mid-epoch resume skips what every rank has done (Lightning's DDP wrapper then deals out the rest)
+            world = rank_world(self.trainer)[1]
+            per_rank = math.ceil(len(ds) / world)
+            n_batches = math.ceil(per_rank / self.batch_size)
+            sampler = EpochShuffle(len(ds), self.seed, lambda: resume_skip(self.trainer, n_batches) * self.batch_size * world)
             return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=collate)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=_as_batch)
 
