@@ -64,13 +64,13 @@ class LoadedTranslator:
     def translate(self, lines: list[str], beam: int = 5, len_penalty: float | None = None, max_len: int | None = None,
                   batch_size: int = 64) -> list[str]:
         from seqgen.data.text import pad_batch
-        from seqgen.data.translation import EOS_ID, decode_ids
+        from seqgen.data.translation import decode_ids, source_ids
 
         net, out = self.model.net, []
         lp = self.model.len_penalty if len_penalty is None else len_penalty
         for start in range(0, len(lines), batch_size):
             chunk = lines[start:start + batch_size]
-            src = pad_batch([[*self.src_tok.encode(s)[: self.max_src_len], EOS_ID] for s in chunk])[0].to(self.model.device)
+            src = pad_batch([source_ids(self.src_tok.encode(s), self.max_src_len) for s in chunk])[0].to(self.model.device)
             with torch.no_grad():
                 if beam == 1:
                     tokens, _, _ = net.greedy(src, max_len)

@@ -172,6 +172,7 @@ class Throughput(L.Callback):
 
     def __init__(self, warmup: int = 5):
         self.warmup = warmup
+        self.seen = 0  # batches started (the warm-up is counted in batches)
         self.steps = 0
         self.items = 0
         self.start: float | None = None
@@ -181,7 +182,7 @@ class Throughput(L.Callback):
         import time
 
         # counted in batches, not global steps (a GAN's global step counts both of its optimisers)
-        self.seen = getattr(self, "seen", 0) + 1
+        self.seen += 1
         if self.seen > self.warmup and self.start is None:
             self.start = time.perf_counter()
 

@@ -123,7 +123,7 @@ class BucketedBatches(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         batches = self.batches()
-        for b in batches[self.skip(len(batches)) if self.pad_ranks else 0:]:
+        for b in batches[self.skip(len(batches)):]:
             yield self.collate(b)
 
 
@@ -134,6 +134,7 @@ def bucket_loader(lengths: Sequence[int], batch_size: int, collate: Callable[[li
     from seqgen.data.sharding import current_epoch, rank_world, resume_skip
 
     sampler = BucketBatchSampler(lengths, batch_size, seed=seed, shuffle=shuffle, max_tokens=max_tokens)
+    skip = (lambda n: resume_skip(trainer(), n)) if shuffle else (lambda n: 0)  # training loaders only
     ds = BucketedBatches(sampler, collate, lambda: rank_world(trainer()), lambda: current_epoch(trainer()), shuffle,
-                         skip=lambda n: resume_skip(trainer(), n))
+                         skip=skip)
     return DataLoader(ds, batch_size=None, num_workers=0)

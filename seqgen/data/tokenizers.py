@@ -188,9 +188,11 @@ class WordTokenizer(Tokenizer):
             if not 0 <= i < n:
                 raise DataError(f"token id {i} is outside the vocabulary (size {n})")
             w = self.itos[i]
-            if self.split == "char":
-                if w not in self.specials or w == UNK:
-                    words.append(w if w != UNK else "\ufffd")
+            if self.split == "char":  # characters joined as they are; <unk> shown as U+FFFD, other specials dropped
+                if w == UNK:
+                    words.append("\ufffd")
+                elif w not in self.specials:
+                    words.append(w)
                 continue
             words.append("\n" if w == EOS else w)
         if self.split == "char":
@@ -285,9 +287,11 @@ class SentencePieceTokenizer(Tokenizer):
             tmp.write_bytes(tok.model_proto)
             os.replace(tmp, path)
         except OSError as e:  # a read-only data folder: train every run rather than fail
+            import contextlib
             import warnings
 
-            tmp.unlink(missing_ok=True) if tmp.parent.is_dir() and os.access(tmp.parent, os.W_OK) else None
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             warnings.warn(f"sentencepiece model not cached ({e}); it will be trained again next run", stacklevel=2)
         return tok, False
 

@@ -207,7 +207,7 @@ class TranslationDataModule(L.LightningDataModule):
                     raise DataError(f"no training pair fits data.max_len={self.max_len} tokens")
                 self.texts[split] = ([src[i] for i in keep], [tgt[i] for i in keep])
                 s_ids, t_ids = [s_ids[i] for i in keep], [t_ids[i] for i in keep]
-            self.ids[split] = ([[*s[: self.max_len], EOS_ID] for s in s_ids], [[BOS_ID, *t, EOS_ID] for t in t_ids])
+            self.ids[split] = ([source_ids(s, self.max_len) for s in s_ids], [[BOS_ID, *t, EOS_ID] for t in t_ids])
 
     @property
     def dims(self) -> dict[str, Any]:
@@ -216,9 +216,6 @@ class TranslationDataModule(L.LightningDataModule):
                 "pad_id": PAD_ID, "bos_id": BOS_ID, "eos_id": EOS_ID}
 
     # -- text <-> ids -------------------------------------------------------------------------
-    def encode_source(self, text: str) -> list[int]:
-        return [*self.src_tokenizer.encode(text)[: self.max_len], EOS_ID]
-
     def decode_target(self, ids: list[int]) -> str:
         return decode_ids(self.tgt_tokenizer, ids)
 
@@ -254,6 +251,11 @@ class TranslationDataModule(L.LightningDataModule):
         return {"dataset": self.dataset, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang, "max_len": self.max_len,
                 "src_tokenizer": self.src_tokenizer.to_dict() if self.src_tokenizer else None,
                 "tgt_tokenizer": self.tgt_tokenizer.to_dict() if self.tgt_tokenizer else None}
+
+
+def source_ids(ids: list[int], max_len: int) -> list[int]:
+    """What the encoder reads: the source ids cut to ``max_len``, then ``<eos>``."""
+    return [*ids[:max_len], EOS_ID]
 
 
 def decode_ids(tokenizer: Tokenizer, ids: list[int]) -> str:

@@ -189,9 +189,10 @@ class Classifier(SeqgenModule):
         from seqgen.errors import CheckpointError
 
         head = self.head_parameter_names()
-        own = [(k, v) for k, v in self.net.state_dict().items() if k not in head]
+        state = self.net.state_dict()
+        own = [(k, v) for k, v in state.items() if k not in head]
         theirs = list(state_dict.items())
-        theirs = theirs[: len(theirs) - (len(self.net.state_dict()) - len(own))] if head else theirs
+        theirs = theirs[: len(theirs) - (len(state) - len(own))]  # their head is last, as ours
         if len(own) != len(theirs):
             raise CheckpointError(f"init_from={source}: {len(theirs)} backbone tensors there, {len(own)} in this net "
                                   "(another architecture or variant?)")
