@@ -33,6 +33,11 @@ def test_wandb_offline_run_records_metrics_and_config(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_MODE", "offline")
     run(make_cfg(tmp_path, ["task=digits_mlp", "trainer.max_epochs=1", "logger=wandb", *FAST]))
+    import wandb
+
+    # run.finish() returns once the exit record is handed over; the wandb-core service closes (and so
+    # flushes) the .wandb file a moment later. teardown() waits for the service, as process exit does.
+    wandb.teardown()
     (record,) = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     data = record.read_bytes()  # the protobuf records `wandb sync` would upload
     for key in (b"test/acc", b"val/acc", b"task_name", b"digits_mlp", b"optimizer"):
