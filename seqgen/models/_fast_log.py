@@ -1,0 +1,99 @@
+"""A no-op fast path for ``self.log`` in Lightning.
+
+Every ``LightningModule.log`` call ends in ``_ResultCollection.log``, which calls
+``_ResultMetric.to(value.device)``. That ``to`` rebuilds the metric's whole ``__dict__`` through
+``apply_to_collection`` (about 0.25 ms per call on these CPUs) even when nothing has to move, which
+is every call after the first on a one-device run. A recipe that logs four values per step on
+a 1 ms step (the digits VAE) spent most of its step there (``benchmarks/overhead.py``).
+
+``install()`` wraps ``_ResultMetric.to``: when it is asked for a plain device and every tensor
+the metric holds (its states, defaults, a wrapped torchmetrics Metric's states) is already on
+that device, it returns the metric as it is: the result the original gives (it moves only
+tensors and Metrics, found through mappings, sequences and dataclasses). Anything else (a real
+move, dtype arguments, nesting deeper than the walk goes) takes the original path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+_MAX_DEPTH = 8
+
+
+class _Unsure(Exception):
+    """The walk met something it does not model; let Lightning's own ``to`` decide."""
+
+
+_LEAVES = frozenset({int, float, bool, str, bytes, complex, type(None), torch.device, torch.dtype, types.FunctionType,
+                     types.MethodType, types.BuiltinFunctionType, functools.partial, type})
+
+
+def _all_on(obj: Any, device: torch.device, depth: int = 0) -> bool:
+    """True when every tensor that Lightning's ``to`` would move is already on ``device``."""
+    kind = type(obj)
+    if kind in _LEAVES:
+        return True
+    if depth > _MAX_DEPTH:
+        raise _Unsure
+    if isinstance(obj, torch.Tensor):
+        return obj.device == device
+    if isinstance(obj, torch.nn.Module):  # a torchmetrics Metric (or a module inside one)
+        if getattr(obj, "_device", device) != device:
+            return False
+        items = vars(obj).values()
+    elif isinstance(obj, Mapping):
+        items = obj.values()
+    elif isinstance(obj, (list, tuple)):
+        items = obj
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        items = [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+    else:
+        # anything else is left alone by Lightning's apply_to_collection (it recurses only into
+        # mappings, sequences and dataclasses, and moves only tensors and Metrics)
+        return True
+    for item in items:
+        if type(item) not in _LEAVES and not _all_on(item, device, depth + 1):
+            return False
+    return True
+
+
+def _as_device(args: tuple, kwargs: dict) -> torch.device | None:
+    if kwargs or len(args) != 1 or not isinstance(args[0], (str, torch.device)):
+        return None
+    try:
+        return torch.device(args[0])
+    except RuntimeError:
+        return None
+
+
+def install() -> bool:
+    """Wrap ``_ResultMetric.to`` once; False when this Lightning has no such class."""
+    try:
+        from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
+    except ImportError:  # pragma: no cover - a Lightning without it
+        return False
+    if getattr(_ResultMetric.to, "_seqgen_fast", False):
+        return True
+    original = _ResultMetric.to
+
+    def to(self, *args: Any, **kwargs: Any):
+        device = _as_device(args, kwargs)
+        if device is not None:
+            try:
+                if _all_on(vars(self), device):
+                    return self
+            except _Unsure:
+                pass
+        return original(self, *args, **kwargs)
+
+    to._seqgen_fast = True  # type: ignore[attr-defined]
+    to._seqgen_original = original  # type: ignore[attr-defined]
+    to.__doc__ = original.__doc__
+    _ResultMetric.to = to
+    return True
