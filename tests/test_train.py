@@ -166,3 +166,25 @@ def test_extra_callbacks_join_the_configured_ones(tmp_path):
     timer = Throughput(warmup=1)
     run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=4"]), extra_callbacks=[timer])
     assert timer.steps == 3 and timer.items_per_sec > 0
+
+
+def test_throughput_leaves_validation_time_out(tmp_path):
+    import time
+
+    import lightning as L
+
+    from seqgen.callbacks import Throughput
+
+    class SlowValidation(L.Callback):
+        def on_validation_epoch_end(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                time.sleep(0.3)
+
+    train_only, wall = Throughput(warmup=1), Throughput(warmup=1, exclude_validation=False)
+    run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=3", "trainer.limit_train_batches=3"]),
+        extra_callbacks=[SlowValidation(), train_only, wall])
+    assert train_only.steps == wall.steps == 8
+    # three validations after the timer started; the two between timed batches (epochs 0 and 1)
+    # are what the wall-clock timer counts and the training-only one leaves out
+    assert train_only.paused >= 0.9 and wall.paused == 0.0
+    assert 0.6 <= wall.elapsed - train_only.elapsed < 0.85

@@ -168,15 +168,20 @@ class CheckpointExtras(L.Callback):
 
 class Throughput(L.Callback):
     """Wall-clock training speed: steps/s and items/s (tokens for LMs, images for CNNs) after
-    ``warmup`` steps, logged each epoch as ``perf/steps_per_sec`` and ``perf/items_per_sec``."""
+    ``warmup`` steps, logged each epoch as ``perf/steps_per_sec`` and ``perf/items_per_sec``.
+    Time spent in validation loops is left out (``exclude_validation``), as fairseq's words/s
+    leaves it out; checkpoint writing, logging and the loop's own hooks stay in."""
 
-    def __init__(self, warmup: int = 5):
+    def __init__(self, warmup: int = 5, exclude_validation: bool = True):
         self.warmup = warmup
+        self.exclude_validation = exclude_validation
         self.seen = 0  # batches started (the warm-up is counted in batches)
         self.steps = 0
         self.items = 0
         self.start: float | None = None
         self.elapsed = 0.0
+        self.paused = 0.0  # seconds of validation inside the timed window
+        self._val_start: float | None = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         import time
@@ -186,6 +191,19 @@ class Throughput(L.Callback):
         if self.seen > self.warmup and self.start is None:
             self.start = time.perf_counter()
 
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        if self.exclude_validation and self.start is not None and not trainer.sanity_checking:
+            self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        if self._val_start is not None:
+            self.paused += time.perf_counter() - self._val_start
+            self._val_start = None
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         import time
 
@@ -194,7 +212,7 @@ class Throughput(L.Callback):
         self.steps += 1
         first = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else batch
         self.items += int(first.numel()) if hasattr(first, "numel") else 0
-        self.elapsed = time.perf_counter() - self.start
+        self.elapsed = time.perf_counter() - self.start - self.paused
 
     @property
     def steps_per_sec(self) -> float:
