@@ -23,8 +23,9 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 @hydra.main(version_base="1.3", config_path=CONF, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from seqgen.errors import TrainingInterrupted
-    from seqgen.train import optimized_value, run
+    from seqgen.train import optimized_value, reproducible_blas, run
 
+    reproducible_blas(cfg)  # before the first matmul of this process
     try:
         metrics = run(cfg)
         return optimized_value(cfg, metrics)

@@ -303,6 +303,22 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
     return metrics
 
 
+def reproducible_blas(cfg: DictConfig, environ: dict[str, str] | None = None) -> bool:
+    """With ``trainer.deterministic`` on, turn on MKL's strict conditional numerical reproducibility
+    (``MKL_CBWR=AUTO,STRICT``) unless the user set ``MKL_CBWR`` already; True when it was set here.
+
+    torch's CPU matmuls are MKL SGEMM calls, which by default may take different code paths from run
+    to run (CNR off, dynamic threading); Intel's documented condition for bit-reproducible BLAS is CNR
+    mode. MKL reads the variable at its first call, so this acts in a fresh process before any
+    matmul, which is where ``scripts/train.py`` calls it (DDP workers inherit it). In a notebook, set
+    ``MKL_CBWR`` before importing torch. Cost here: 5-20% slower fp32 matmuls."""
+    environ = os.environ if environ is None else environ
+    if not cfg.get("trainer", {}).get("deterministic") or "MKL_CBWR" in environ:
+        return False
+    environ["MKL_CBWR"] = "AUTO,STRICT"
+    return True
+
+
 def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     name = cfg.get("optimized_metric")
     if not name:

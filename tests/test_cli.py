@@ -174,3 +174,28 @@ def test_ddp_test_metrics_equal_single_process(tmp_path):
     assert results["single"]["test/acc"] > 0.8
     assert abs(results["ddp"]["test/acc"] - results["single"]["test/acc"]) <= 1.5 / 359
     assert abs(results["ddp"]["test/loss"] - results["single"]["test/loss"]) < 0.02
+
+
+def test_deterministic_runs_put_mkl_in_strict_reproducible_mode(tmp_path):
+    """trainer.deterministic=true sets MKL_CBWR=AUTO,STRICT before the first matmul: every MKL call of
+    the run reports CNR mode (MKL_VERBOSE prints one line per call)."""
+    args = [TRAIN, "task=digits_mlp", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+            "test=false", "callbacks.progress_bar=null", "logger=none", f"hydra.run.dir={tmp_path / 'run'}"]
+    det = run_script([*args, "trainer.deterministic=true"], tmp_path, env={"MKL_VERBOSE": "1"})
+    assert det.returncode == 0, det.stderr[-3000:]
+    calls = [line for line in det.stdout.splitlines() if line.startswith("MKL_VERBOSE") and "CNR:" in line]
+    assert calls and all("CNR:AUTO,STRICT" in line for line in calls)
+
+
+def test_reproducible_blas_leaves_a_users_choice_alone():
+    from omegaconf import OmegaConf
+
+    from seqgen.train import reproducible_blas
+
+    on, off = OmegaConf.create({"trainer": {"deterministic": True}}), OmegaConf.create({"trainer": {"deterministic": False}})
+    env: dict[str, str] = {}
+    assert reproducible_blas(on, env) and env == {"MKL_CBWR": "AUTO,STRICT"}
+    env = {"MKL_CBWR": "COMPATIBLE"}
+    assert not reproducible_blas(on, env) and env == {"MKL_CBWR": "COMPATIBLE"}
+    env = {}
+    assert not reproducible_blas(off, env) and env == {}
