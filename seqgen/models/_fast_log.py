@@ -2,9 +2,9 @@
 
 Every ``LightningModule.log`` call ends in ``_ResultCollection.log``, which calls
 ``_ResultMetric.to(value.device)``. That ``to`` rebuilds the metric's whole ``__dict__`` through
-``apply_to_collection`` (about 0.25 ms per call on these CPUs) even when nothing has to move, which
-is every call after the first on a one-device run. A recipe that logs four values per step on
-a 1 ms step (the digits VAE) spent most of its step there (``benchmarks/overhead.py``).
+``apply_to_collection`` (about 0.15 ms per call on these CPUs) even when nothing has to move, which
+is every call after the first on a one-device run. The digits VAE logs five values per training step
+on a 1 ms step, so it spent about 0.75 ms per step there (``benchmarks/overhead.py``).
 
 ``install()`` wraps ``_ResultMetric.to``: when it is asked for a plain device and every tensor
 the metric holds (its states, defaults, a wrapped torchmetrics Metric's states) is already on
@@ -27,7 +27,7 @@ _MAX_DEPTH = 8
 
 
 class _Unsure(Exception):
-    """The walk met something it does not model; let Lightning's own ``to`` decide."""
+    """The walk went deeper than ``_MAX_DEPTH``; let Lightning's own ``to`` decide."""
 
 
 _LEAVES = frozenset({int, float, bool, str, bytes, complex, type(None), torch.device, torch.dtype, types.FunctionType,
