@@ -201,7 +201,11 @@ class Seq2Seq(nn.Module):
     @torch.no_grad()
     def greedy(self, src: Tensor, max_len: int | None = None,
                return_attention: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
-        mem, state = self.encode(src)
+        return self._greedy(src, *self.encode(src), max_len, return_attention)
+
+    def _greedy(self, src: Tensor, mem: Memory, state: State, max_len: int | None,
+                return_attention: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Greedy decoding from an encoded source (``beam_search`` reuses its own encoding)."""
         B, L = src.size(0), self.decode_limit(src, max_len)
         y = torch.full((B,), self.bos_id, dtype=torch.long, device=src.device)
         done = torch.zeros(B, dtype=torch.bool, device=src.device)
@@ -231,9 +235,9 @@ class Seq2Seq(nn.Module):
         B, K, V = src.size(0), beam_size, self.tgt_vocab_size
         L = self.decode_limit(src, max_len)
         dev = src.device
-        mem, state = self.encode(src)
+        enc_mem, enc_state = self.encode(src)
         rows = torch.arange(B, device=dev).repeat_interleave(K)
-        mem, state = mem.select(rows), select_state(state, rows)
+        mem, state = enc_mem.select(rows), select_state(enc_state, rows)
         scores = torch.full((B, K), float("-inf"), device=dev)
         scores[:, 0] = 0.0  # all beams start identical: expand only the first
         scores = scores.view(-1)
@@ -268,7 +272,7 @@ class Seq2Seq(nn.Module):
         pick = base.view(-1) + best
         out_tokens, out_attn = tokens.index_select(0, pick), attn.index_select(0, pick) if attn is not None else None
         if include_greedy:
-            g_tokens, g_scores, g_attn = self.greedy(src, max_len, return_attention)
+            g_tokens, g_scores, g_attn = self._greedy(src, enc_mem, enc_state, max_len, return_attention)
             g_len = ((g_tokens != self.pad_id).sum(1)).clamp_min(1)
             g_norm = g_scores / length_penalty(g_len, len_penalty)
             better = g_norm > best_score
