@@ -1,7 +1,7 @@
 """Finding and safely loading checkpoints (``torch.load(weights_only=True)``, clear errors).
 
-Used by ``seqgen.train`` (resume, ``init_from``) and ``seqgen.generate``; the LightningModules
-themselves never open files.
+Used by ``seqgen.train`` (resume, ``init_from``), ``seqgen.generate`` and ``seqgen.translate``;
+the LightningModules themselves never open files.
 """
 
 from __future__ import annotations
@@ -38,6 +38,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{p}: not a Lightning checkpoint (no state_dict)")
     return ckpt
+
+
+def module_from_checkpoint(cls: type, ckpt: dict[str, Any], device: str = "cpu") -> Any:
+    """``cls`` rebuilt from a checkpoint already read by :func:`load_checkpoint`, as Lightning's
+    ``load_from_checkpoint`` does it (the constructor called with the saved hyperparameters,
+    ``on_load_checkpoint``, a strict ``load_state_dict``) but without reading the file a second
+    time; returned in eval mode on ``device``."""
+    model = cls(**ckpt["hyper_parameters"])
+    model.on_load_checkpoint(ckpt)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval()
 
 
 def pretrained_state(ref: str) -> dict[str, Any]:

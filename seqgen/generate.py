@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from seqgen.checkpoints import find_checkpoint, load_checkpoint
+from seqgen.checkpoints import find_checkpoint, load_checkpoint, module_from_checkpoint
 from seqgen.data.tokenizers import CharTokenizer, Tokenizer
 from seqgen.errors import CheckpointError, ConfigError
 
@@ -51,13 +51,13 @@ def load_language_model(path: str, device: str = "cpu"):
     from seqgen.models import LanguageModel
 
     ckpt_path = find_checkpoint(path)
-    info = load_checkpoint(ckpt_path).get("seqgen")
+    ckpt = load_checkpoint(ckpt_path)
+    info = ckpt.get("seqgen")
     if not info or info.get("model_class") != "LanguageModel" or not info.get("tokenizer"):
         kind = (info or {}).get("model_class", "unknown")
         raise CheckpointError(f"{ckpt_path} is not a seqgen language-model checkpoint (model: {kind}); "
                               "generate.py needs one written by a language-model task such as char_lm")
-    model = LanguageModel.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True)
-    model.eval()
+    model = module_from_checkpoint(LanguageModel, ckpt, device)
     return model, Tokenizer.from_dict(info["tokenizer"]), info
 
 

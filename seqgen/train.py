@@ -23,7 +23,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from seqgen.callbacks import CheckpointExtras, EpochSeed, GracefulInterrupt
-from seqgen.checkpoints import find_checkpoint, load_checkpoint
+from seqgen.checkpoints import find_checkpoint, load_checkpoint, module_from_checkpoint
 from seqgen.config import validate
 from seqgen.errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from seqgen.utils import build, locate
@@ -166,9 +166,7 @@ def attach_eval_classifier(model: L.LightningModule, dims: dict[str, Any], cfg: 
     for k in ("in_channels", "image_size"):
         if k in theirs and k in dims and list(_as_list(theirs[k])) != list(_as_list(dims[k])):
             raise CheckpointError(f"model.eval_classifier={path} was trained on {k}={theirs[k]}, this data has {dims[k]}")
-    clf = Classifier(**ckpt["hyper_parameters"])  # the checkpoint read above, not a second load from disk
-    clf.load_state_dict(ckpt["state_dict"])
-    clf.eval().requires_grad_(False)
+    clf = module_from_checkpoint(Classifier, ckpt).requires_grad_(False)  # the checkpoint read above
     clf.input_norm = extras.get("normalize_stats")
     model.feature_classifier = [clf]
 

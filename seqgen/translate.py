@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from seqgen.checkpoints import find_checkpoint, load_checkpoint
+from seqgen.checkpoints import find_checkpoint, load_checkpoint, module_from_checkpoint
 from seqgen.errors import CheckpointError, ConfigError
 
 
@@ -50,12 +50,13 @@ class LoadedTranslator:
         from seqgen.models import Translator
 
         ckpt_path = find_checkpoint(path)
-        info = load_checkpoint(ckpt_path).get("seqgen") or {}
+        ckpt = load_checkpoint(ckpt_path)
+        info = ckpt.get("seqgen") or {}
         if info.get("model_class") != "Translator" or not info.get("src_tokenizer"):
             raise CheckpointError(f"{ckpt_path} is not a seqgen translation checkpoint (model: "
                                   f"{info.get('model_class', 'unknown')}); translate.py needs one written by a "
                                   "translation task such as dates_attn or multi30k_de_en_attn")
-        self.model = Translator.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True).eval()
+        self.model = module_from_checkpoint(Translator, ckpt, device)
         self.src_tok = Tokenizer.from_dict(info["src_tokenizer"])
         self.tgt_tok = Tokenizer.from_dict(info["tgt_tokenizer"])
         self.max_src_len = int(info.get("max_len", 200))
