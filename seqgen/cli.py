@@ -1,8 +1,10 @@
-"""``key=value`` command-line arguments for the small scripts (generate, translate), typed by a dataclass."""
+"""The small scripts' shared parts (generate, translate): ``key=value`` arguments typed by a
+dataclass, the error-to-exit-code wrapper, and writing their output files."""
 
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 from seqgen.errors import ConfigError
@@ -58,3 +60,14 @@ def script_main(argv: list[str], doc: str | None, work: Any) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def write_output(path: str | Path, text: str) -> Path:
+    """Write a script's output file atomically (a ``.tmp`` sibling renamed into place, so an
+    interrupted write never leaves half a file), creating its folder; UTF-8."""
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(dest)
+    return dest

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from seqgen.checkpoints import find_checkpoint, load_checkpoint, module_from_checkpoint
+from seqgen.cli import parse_kv, write_output
 from seqgen.data.tokenizers import CharTokenizer, Tokenizer
 from seqgen.errors import CheckpointError, ConfigError
 
@@ -30,8 +31,6 @@ class GenerateArgs:
 
 def parse_args(argv: list[str]) -> GenerateArgs:
     """``key=value`` arguments, checked against :class:`GenerateArgs` (unknown keys listed)."""
-    from seqgen.cli import parse_kv
-
     args = parse_kv(argv, GenerateArgs, unescape=("prompt",))
     if not args.ckpt:
         raise ConfigError("ckpt=<checkpoint file or run folder> is required")
@@ -89,8 +88,4 @@ def generate(args: GenerateArgs) -> tuple[list[str], Path]:
     else:
         run_dir = find_checkpoint(args.ckpt).parent.parent
         dest = run_dir / "samples" / f"generated_{time.strftime('%Y%m%d-%H%M%S')}.txt"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(("\n" + "-" * 60 + "\n").join(texts) + "\n", encoding="utf-8")
-    tmp.replace(dest)
-    return texts, dest
+    return texts, write_output(dest, ("\n" + "-" * 60 + "\n").join(texts) + "\n")

@@ -107,9 +107,7 @@ def translate(args: TranslateArgs, stdin: Iterable[str] | None = None) -> list[s
     for i, t in zip(keep, done):
         out[i] = t
     if args.out:
-        dest = Path(args.out)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".tmp")
-        tmp.write_text("".join(t + "\n" for t in out), encoding="utf-8")
-        tmp.replace(dest)
+        from seqgen.cli import write_output
+
+        write_output(args.out, "".join(t + "\n" for t in out))
     return out
