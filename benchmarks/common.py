@@ -15,6 +15,9 @@ from omegaconf import DictConfig, open_dict
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# overrides for benchmark runs: no progress bar or model table in the output, metrics to CSV
+QUIET = ["callbacks.progress_bar=null", "trainer.enable_model_summary=false", "logger=csv"]
+
 
 def make_cfg(out_dir: Path, overrides: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()

@@ -27,11 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, machine, make_cfg, table  # noqa: E402
+from common import QUIET, ROOT, machine, make_cfg, table  # noqa: E402
 
 from seqgen.train import run  # noqa: E402
-
-QUIET = ["callbacks.progress_bar=null", "trainer.enable_model_summary=false", "logger=csv"]
 
 
 def train(tmp: Path, name: str, overrides: list[str]) -> tuple[dict[str, float], Path, float]:

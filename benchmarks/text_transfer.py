@@ -18,11 +18,10 @@ import statistics
 import time
 from pathlib import Path
 
-from common import machine, make_cfg, table  # noqa: E402
+from common import QUIET, machine, make_cfg, table  # noqa: E402
 
 from seqgen.train import run  # noqa: E402
 
-QUIET = ["callbacks.progress_bar=null", "trainer.enable_model_summary=false", "logger=csv"]
 EPOCHS = {0.001: 40, 0.01: 20, 0.1: 6, 1.0: 2}
 TRAIN = 87000
 

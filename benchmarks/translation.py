@@ -18,11 +18,9 @@ import shutil
 import time
 from pathlib import Path
 
-from common import machine, make_cfg, table  # noqa: E402
+from common import QUIET, machine, make_cfg, table  # noqa: E402
 
 from seqgen.train import run  # noqa: E402
-
-QUIET = ["callbacks.progress_bar=null", "trainer.enable_model_summary=false", "logger=csv"]
 
 
 def main() -> None:
