@@ -9,8 +9,8 @@ import torch
 from lightning.pytorch.trainer.connectors.logger_connector.result import _Metadata, _ResultMetric, _Sync
 from torchmetrics.classification import MulticlassAccuracy
 
-from conftest import make_cfg
 import seqgen.models  # noqa: F401  (installs the fast path)
+from conftest import make_cfg
 from seqgen.models import _fast_log
 from seqgen.train import run
 
