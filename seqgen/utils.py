@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from seqgen.errors import ConfigError
@@ -63,3 +63,11 @@ def check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
 def check_probability(name: str, value: Any) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) < 1.0:
         raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
+def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` from an image size given as one number (square) or a pair."""
+    if isinstance(image_size, int):
+        return image_size, image_size
+    h, w = (int(s) for s in image_size)
+    return h, w

@@ -29,7 +29,7 @@ from torch import Tensor
 from seqgen.errors import ConfigError
 from seqgen.models.base import SeqgenModule, build_net
 from seqgen.nets.rbm import free_energy, gibbs_chain, hidden_probs, pseudo_log_likelihood, visible_mean
-from seqgen.utils import to_plain
+from seqgen.utils import image_hw, to_plain
 
 
 class DBNPretraining(SeqgenModule):
@@ -48,9 +48,9 @@ class DBNPretraining(SeqgenModule):
         self.net = build_net(net, in_channels=in_channels, image_size=image_size, **dims)
         self.cd_k, self.persistent, self.epochs_per_layer = cd_k, persistent, epochs_per_layer
         self.gibbs_steps, self.num_samples = gibbs_steps, num_samples
-        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-        self.image_shape = (in_channels, int(h), int(w))
-        if self.net.sizes[0] != in_channels * int(h) * int(w):
+        h, w = image_hw(image_size)
+        self.image_shape = (in_channels, h, w)
+        if self.net.sizes[0] != in_channels * h * w:
             raise ConfigError(f"DBN input_size {self.net.sizes[0]} != image size {in_channels}x{h}x{w} of the data")
         self.chains: dict[int, Tensor] = {}
         self._examples: Tensor | None = None

@@ -20,20 +20,14 @@ from torch import Tensor, nn
 
 from seqgen.errors import ConfigError
 from seqgen.nets.mlp import ACTIVATIONS, MLP
+from seqgen.utils import image_hw
 
 KINDS = ("dense", "conv")
 
 
-def _size2(image_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(image_size, int):
-        return image_size, image_size
-    h, w = (int(s) for s in image_size)
-    return h, w
-
-
 def check_halvable(image_size: int | Sequence[int], times: int, what: str) -> tuple[int, int]:
     """The spatial size after ``times`` exact halvings; a clear error when the size cannot take them."""
-    h, w = _size2(image_size)
+    h, w = image_hw(image_size)
     f = 2 ** times
     if h % f or w % f or h < f or w < f:
         ok = ", ".join(str(f * k) for k in (2, 4, 7, 8, 16) if f * k <= 128)
@@ -111,7 +105,7 @@ class DenseDecoder(nn.Module):
     def __init__(self, latent_dim: int, out_channels: int, image_size: int | Sequence[int],
                  hidden_sizes: Sequence[int] = (256,), activation: str = "relu"):
         super().__init__()
-        h, w = _size2(image_size)
+        h, w = image_hw(image_size)
         self.shape = (out_channels, h, w)
         self.mlp = MLP(latent_dim, out_channels * h * w, hidden_sizes=list(hidden_sizes), activation=activation)
 
@@ -133,7 +127,7 @@ class AutoEncoderNet(nn.Module):
         if not isinstance(latent_dim, int) or latent_dim <= 0:
             raise ConfigError(f"latent_dim must be a positive integer, got {latent_dim!r}")
         self.kind, self.latent_dim = kind, latent_dim
-        h, w = _size2(image_size)
+        h, w = image_hw(image_size)
         self.image_shape = (in_channels, h, w)
         if kind == "dense":
             self.encoder: nn.Module = MLP(in_channels * h * w, latent_dim * code_factor, hidden_sizes=list(hidden_sizes),

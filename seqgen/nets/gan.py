@@ -21,17 +21,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqgen.errors import ConfigError
+from seqgen.utils import image_hw
 
 NORMS = ("batch", "layer", "none")
 
 
 def dcgan_plan(image_size: int | Sequence[int]) -> tuple[int, int]:
     """(base, number of doublings) for a square image size; a clear error for sizes it cannot make."""
-    if not isinstance(image_size, int):
-        h, w = (int(s) for s in image_size)
-        if h != w:
-            raise ConfigError(f"DCGAN nets need square images, got {h}x{w}")
-        image_size = h
+    h, w = image_hw(image_size)
+    if h != w:
+        raise ConfigError(f"DCGAN nets need square images, got {h}x{w}")
+    image_size = h
     s, n = image_size, 0
     while s > 7 and s % 2 == 0:
         s, n = s // 2, n + 1
@@ -86,7 +86,7 @@ class MLPGenerator(_Conditioned):
     def __init__(self, latent_dim: int, out_channels: int, image_size: int | Sequence[int],
                  hidden_sizes: Sequence[int] = (256, 512), num_classes: int = 0, batch_norm: bool = True):
         super().__init__(latent_dim, num_classes)
-        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(int(s) for s in image_size)
+        h, w = image_hw(image_size)
         self.shape = (out_channels, h, w)
         layers: list[nn.Module] = []
         width = self.in_dim
@@ -106,7 +106,7 @@ class MLPDiscriminator(nn.Module):
     def __init__(self, in_channels: int, image_size: int | Sequence[int], hidden_sizes: Sequence[int] = (512, 256),
                  num_classes: int = 0, dropout: float = 0.3):
         super().__init__()
-        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(int(s) for s in image_size)
+        h, w = image_hw(image_size)
         self.num_classes = num_classes
         layers: list[nn.Module] = []
         width = in_channels * h * w + num_classes
