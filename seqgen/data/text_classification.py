@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from seqgen.data.download import Resource, default_data_dir, extract_archive, fetch
 from seqgen.data.splits import stratified_split
 from seqgen.data.text import bucket_loader, pad_batch
-from seqgen.data.tokenizers import SEQ_SPECIALS, SentencePieceTokenizer, Tokenizer, WordTokenizer
+from seqgen.data.tokenizers import Tokenizer, train_seq_tokenizer
 from seqgen.errors import ConfigError, DataError
 
 TEXT_DATASETS = ("langid_multi30k", "ag_news", "sst2", "imdb", "table")
@@ -172,16 +172,6 @@ class TextClassificationDataModule(L.LightningDataModule):
             raise DataError(f"{self.test_file}: labels {unknown[:5]} do not occur in {self.train_file}")
         return {s: (t, [index[v] for v in lab]) for s, (t, lab) in raw.items()}
 
-    def _build_tokenizer(self, lines: list[str]) -> Tokenizer:
-        cfg = dict(self.tokenizer_cfg)
-        kind = cfg.pop("kind", "word")
-        if kind == "word":
-            return WordTokenizer.train(lines, specials=SEQ_SPECIALS, **cfg)
-        if kind == "sentencepiece":
-            tok, _ = SentencePieceTokenizer.train_cached(lines, self.data_dir, **cfg)
-            return tok
-        raise ConfigError(f"unknown tokenizer kind {kind!r}; available: word, sentencepiece")
-
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
@@ -193,7 +183,7 @@ class TextClassificationDataModule(L.LightningDataModule):
             data["train"] = ([texts[i] for i in keep], [labels[i] for i in keep])
         # the vocabulary comes from all training text, labelled or not (as a language model trained on
         # the same text would have it): a few-label run shares its tokenizer with the full-data run
-        self.tokenizer = self._build_tokenizer(data["train"][0])
+        self.tokenizer = train_seq_tokenizer(data["train"][0], self.tokenizer_cfg, self.data_dir, kinds=("word", "sentencepiece"))
         if self.train_size is not None and self.train_size < len(data["train"][1]):
             texts, labels = data["train"]
             small = stratified_split(torch.tensor(labels), self.train_size / len(labels), self.seed + 1)[1].tolist()

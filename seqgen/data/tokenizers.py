@@ -327,3 +327,20 @@ class SentencePieceTokenizer(Tokenizer):
         import base64
 
         return cls(base64.b64decode(state["model"]))
+
+
+def train_seq_tokenizer(lines: Sequence[str], cfg: dict[str, Any], cache_dir: str | os.PathLike,
+                        kinds: Sequence[str] = ("word", "sentencepiece", "char")) -> Tokenizer:
+    """A classification/translation vocabulary (ids 0-3: :data:`SEQ_SPECIALS`) trained on ``lines``.
+    ``cfg``: ``{"kind": ..., <settings>}`` with ``kind`` one of ``kinds`` (default: the first);
+    ``sentencepiece`` models are cached in ``cache_dir``; ``char`` is a character
+    :class:`WordTokenizer`."""
+    cfg = dict(cfg)
+    kind = cfg.pop("kind", kinds[0])
+    if kind not in kinds:
+        raise ConfigError(f"unknown tokenizer kind {kind!r}; available: {', '.join(kinds)}")
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer.train_cached(lines, cache_dir, **cfg)[0]
+    if kind == "char":
+        cfg["split"] = "char"
+    return WordTokenizer.train(lines, specials=SEQ_SPECIALS, **cfg)

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from seqgen.data.download import default_data_dir
 from seqgen.data.text import bucket_loader, pad_batch
-from seqgen.data.tokenizers import SEQ_SPECIALS, SentencePieceTokenizer, Tokenizer, WordTokenizer
+from seqgen.data.tokenizers import Tokenizer, train_seq_tokenizer
 from seqgen.errors import ConfigError, DataError
 
 TRANSLATION_DATASETS = ("multi30k", "tsv", "dates")
@@ -173,15 +173,7 @@ class TranslationDataModule(L.LightningDataModule):
         return {k: ([src[i] for i in idx], [tgt[i] for i in idx]) for k, idx in parts.items()}
 
     def _tokenizer(self, lines: list[str]) -> Tokenizer:
-        cfg = dict(self.tokenizer_cfg)
-        kind = cfg.pop("kind", "sentencepiece")
-        if kind == "sentencepiece":
-            return SentencePieceTokenizer.train_cached(lines, self.data_dir, **cfg)[0]
-        if kind in ("word", "char"):
-            if kind == "char":
-                cfg["split"] = "char"
-            return WordTokenizer.train(lines, specials=SEQ_SPECIALS, **cfg)
-        raise ConfigError(f"unknown tokenizer kind {kind!r}; available: sentencepiece, word, char")
+        return train_seq_tokenizer(lines, self.tokenizer_cfg, self.data_dir, kinds=("sentencepiece", "word", "char"))
 
     def setup(self, stage: str | None = None) -> None:
         if self.ids:
