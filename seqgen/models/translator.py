@@ -13,8 +13,8 @@ summed correctly across DDP ranks; ``bleu_tokenize`` ``13a`` by default as in WM
 ``exact_match`` (fraction of outputs equal to the reference string; the metric of the dates task).
 
 Detokenising needs the target tokenizer: the training data module's ``decode_target`` (found
-through ``trainer.datamodule``) or a ``detokenize`` callable set on the module (``scripts/translate.py``
-does that from the checkpoint's own tokenizer). Decoded test sentences and the attention weights of
+through ``trainer.datamodule``) or a ``detokenize`` callable set on the module (for use without a
+Trainer; ``scripts/translate.py`` decodes with the checkpoint's own tokenizer itself). Decoded test sentences and the attention weights of
 the first ``keep_attention`` are kept in ``test_outputs`` for callbacks to save and plot.
 """
 
