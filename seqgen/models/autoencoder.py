@@ -82,9 +82,7 @@ class AutoEncoder(_ImageModel):
             raise ConfigError(f"masking noise_level is a drop probability in [0, 1), got {noise_level}")
         if not 0.0 < sparsity_target < 1.0:
             raise ConfigError(f"sparsity_target must be in (0, 1), got {sparsity_target}")
-        self.save_hyperparameters(ignore=[] if isinstance(net, dict) else ["net"])
-        if isinstance(net, dict):
-            self.hparams["net"] = to_plain(net)
+        self.save_hparams_with_net(net)
         self.net = build_net(net, **dims)
         self.likelihood, self.noise, self.noise_level = likelihood, noise, noise_level
         self.sparsity, self.sparsity_weight, self.sparsity_target = sparsity, sparsity_weight, sparsity_target
@@ -173,10 +171,9 @@ class VAE(_ImageModel):
             raise ConfigError(f"beta must be a non-negative number, got {beta!r}")
         if not isinstance(iwae_k, int) or iwae_k < 0:
             raise ConfigError(f"iwae_k must be a non-negative integer (0 = no IWAE estimate), got {iwae_k!r}")
-        self.save_hyperparameters(ignore=[] if isinstance(net, dict) else ["net"])
         if isinstance(net, dict):
-            net = {**to_plain(net), "code_factor": 2}
-            self.hparams["net"] = net
+            net = {**to_plain(net), "code_factor": 2}  # the encoder outputs mean and log-variance
+        self.save_hparams_with_net(net)
         self.net = build_net(net, **dims)
         self.latent_dim = self.net.latent_dim
         self.likelihood, self.beta, self.kl_warmup_steps, self.iwae_k = likelihood, float(beta), kl_warmup_steps, iwae_k

@@ -40,6 +40,18 @@ class SeqgenModule(L.LightningModule):
         self.compile_net = compile
         self.skipped_steps = 0
 
+    def save_hparams_with_net(self, net: dict[str, Any] | torch.nn.Module) -> bool:
+        """``save_hyperparameters()`` of the calling ``__init__``, its ``net`` stored as plain data when
+        it is a ``{"_target_": ...}`` spec (so checkpoints load with ``weights_only=True``) and left
+        out when it is a ready ``nn.Module``. Returns whether ``net`` is a spec."""
+        import inspect
+
+        plain = isinstance(net, dict)
+        self.save_hyperparameters(ignore=[] if plain else ["net"], frame=inspect.currentframe().f_back)
+        if plain:
+            self.hparams["net"] = to_plain(net)
+        return plain
+
     def configure_model(self) -> None:
         if self.compile_net and hasattr(self, "net") and not getattr(self, "_compiled", False):
             self.net = torch.compile(self.net)

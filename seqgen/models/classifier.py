@@ -32,7 +32,6 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from seqgen.errors import ConfigError
 from seqgen.models.base import SeqgenModule, build_net
-from seqgen.utils import to_plain
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -55,10 +54,7 @@ class Classifier(SeqgenModule):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
         if loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; available: {', '.join(LOSSES)}")
-        plain = isinstance(net, dict)
-        self.save_hyperparameters(ignore=[] if plain else ["net"])
-        if plain:
-            self.hparams["net"] = to_plain(net)
+        self.save_hparams_with_net(net)
         self.net = build_net(net, num_classes=num_classes, **dims)
         from seqgen.nets.augment import build_augment
 

@@ -24,7 +24,7 @@ from torchmetrics.aggregation import MeanMetric
 
 from seqgen.models.base import SeqgenModule
 from seqgen.nets.recurrent import State, detach_state
-from seqgen.utils import build, to_plain
+from seqgen.utils import build
 
 
 class LanguageModel(SeqgenModule):
@@ -46,10 +46,7 @@ class LanguageModel(SeqgenModule):
         compile: bool = False,
     ):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
-        plain_net = isinstance(net, dict)
-        self.save_hyperparameters(ignore=[] if plain_net else ["net"])
-        if plain_net:
-            self.hparams["net"] = to_plain(net)
+        plain_net = self.save_hparams_with_net(net)
         self.net = build(net, vocab_size=vocab_size) if plain_net else net
         self.vocab_size, self.level = vocab_size, level
         self._states: dict[str, State | None] = {}

@@ -29,7 +29,7 @@ from torch import Tensor
 from seqgen.errors import ConfigError
 from seqgen.models.base import SeqgenModule, build_net
 from seqgen.nets.rbm import free_energy, gibbs_chain, hidden_probs, pseudo_log_likelihood, visible_mean
-from seqgen.utils import image_hw, to_plain
+from seqgen.utils import image_hw
 
 
 class DBNPretraining(SeqgenModule):
@@ -42,9 +42,7 @@ class DBNPretraining(SeqgenModule):
         for name, v in (("cd_k", cd_k), ("epochs_per_layer", epochs_per_layer), ("gibbs_steps", gibbs_steps)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        self.save_hyperparameters(ignore=[] if isinstance(net, dict) else ["net"])
-        if isinstance(net, dict):
-            self.hparams["net"] = to_plain(net)
+        self.save_hparams_with_net(net)
         self.net = build_net(net, in_channels=in_channels, image_size=image_size, **dims)
         self.cd_k, self.persistent, self.epochs_per_layer = cd_k, persistent, epochs_per_layer
         self.gibbs_steps, self.num_samples = gibbs_steps, num_samples

@@ -17,7 +17,7 @@ from torchmetrics.aggregation import MeanMetric
 
 from seqgen.errors import ConfigError
 from seqgen.models.base import SeqgenModule
-from seqgen.utils import build, to_plain
+from seqgen.utils import build
 
 
 class SequenceModel(SeqgenModule):
@@ -28,10 +28,7 @@ class SequenceModel(SeqgenModule):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
         if task_type not in ("regression", "tagging"):
             raise ConfigError(f"task_type must be 'regression' or 'tagging', got {task_type!r}")
-        plain = isinstance(net, dict)
-        self.save_hyperparameters(ignore=[] if plain else ["net"])
-        if plain:
-            self.hparams["net"] = to_plain(net)
+        if self.save_hparams_with_net(net):
             extra = {"output_size": output_size, "mode": "last" if task_type == "regression" else "every"}
             extra.update({"input_size": input_size} if input_size is not None else {"vocab_size": vocab_size})
             self.net = build(net, **extra)

@@ -31,7 +31,6 @@ from torchmetrics.text import SacreBLEUScore
 
 from seqgen.errors import ConfigError
 from seqgen.models.base import SeqgenModule, build_net
-from seqgen.utils import to_plain
 
 
 class Translator(SeqgenModule):
@@ -49,10 +48,7 @@ class Translator(SeqgenModule):
         for name, v in (("val_beam_size", val_beam_size), ("beam_size", beam_size)):
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(f"model.{name} must be a positive integer, got {v!r}")
-        plain = isinstance(net, dict)
-        self.save_hyperparameters(ignore=[] if plain else ["net"])
-        if plain:
-            self.hparams["net"] = to_plain(net)
+        self.save_hparams_with_net(net)
         self.net = build_net(net, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, pad_id=pad_id,
                              bos_id=bos_id, eos_id=eos_id)
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
