@@ -12,11 +12,17 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hypothesis import settings
 from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
+
+# hypothesis: in CI the same examples every run (a red run is reproducible), no example database
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # two pytest-xdist workers share two cores: one thread each keeps them from fighting
 torch.set_num_threads(int(os.environ.get("SEQGEN_TEST_THREADS", "1")))

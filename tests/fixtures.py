@@ -75,10 +75,11 @@ def write_multi30k(root: Path, monkeypatch) -> None:
         return
     d.mkdir(parents=True, exist_ok=True)
     sums = {}
-    for split, n in (("train", 600), ("val", 100), ("test_2016_flickr", 100)):
-        for lang in ("de", "en", "fr"):
+    for i, (split, n) in enumerate((("train", 600), ("val", 100), ("test_2016_flickr", 100))):
+        for j, lang in enumerate(("de", "en", "fr")):
             p = d / f"{split}.{lang}.gz"
-            lines = _sentences(n, hash((split, lang)) % 1000, unk=False)
+            # a stable seed per file (hash() of a string differs per process and xdist worker)
+            lines = _sentences(n, 100 + 10 * i + j, unk=False)
             mark = {"de": lambda w: w + "en", "en": lambda w: w, "fr": lambda w: "l'" + w}[lang]  # tell the languages apart
             lines = [" ".join(mark(w) for w in ln.split()) for ln in lines]
             p.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))

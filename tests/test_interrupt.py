@@ -71,7 +71,19 @@ def test_killed_mid_epoch_resumes_to_the_same_result(family, tmp_path):
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), family
 
 
-def test_ctrl_c_is_given_back_after_a_run_even_one_that_failed(tmp_path):
+@pytest.fixture
+def default_sigint():
+    """Python's own Ctrl+C handler for the test, whatever earlier tests in this worker left, and the
+    worker's handler back afterwards: the test sees the state a fresh interpreter has."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield signal.default_int_handler
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_is_given_back_after_a_run_even_one_that_failed(tmp_path, default_sigint):
     """In-process (notebooks, sweeps): after run() returns or raises, Ctrl+C interrupts again."""
     import os
     import signal
@@ -88,3 +100,37 @@ def test_ctrl_c_is_given_back_after_a_run_even_one_that_failed(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(2)
+
+
+def test_first_ctrl_c_stops_after_the_batch_and_the_second_aborts_at_once(tmp_path, default_sigint, capsys):
+    import os
+    import signal
+    import time
+
+    from seqgen.callbacks import GracefulInterrupt
+
+    class Connector:
+        received_sigterm = False
+
+    class Trainer:  # the two attributes the callback reads of Lightning's Trainer
+        _signal_connector = Connector()
+
+        @property
+        def received_sigterm(self):
+            return self._signal_connector.received_sigterm
+
+    trainer = Trainer()
+    connector = trainer._signal_connector
+    cb = GracefulInterrupt(str(tmp_path))
+    cb.setup(trainer, None, "fit")
+    try:
+        os.kill(os.getpid(), signal.SIGINT)  # the first: a flag for Lightning's loop, no exception
+        time.sleep(0.2)
+        assert connector.received_sigterm and cb.signum == signal.SIGINT
+        assert "Ctrl+C again to abort at once" in capsys.readouterr().out
+        with pytest.raises(KeyboardInterrupt):  # the second: Python's own handler, at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(2)
+    finally:
+        cb.teardown(trainer, None, "fit")
+    assert signal.getsignal(signal.SIGINT) is default_sigint

@@ -192,3 +192,31 @@ def test_throughput_leaves_validation_time_out(tmp_path):
     # them, the training-only one leaves them out; the third comes after the last batch
     assert probe.paused >= 0.6 and train_only.paused >= probe.paused + 0.3
     assert wall.elapsed - train_only.elapsed == pytest.approx(probe.paused, abs=0.02)
+
+
+@pytest.mark.parametrize("level,tokenizer", [("char", []), ("word", []),
+                                             ("sentencepiece", ["+data.tokenizer.vocab_size=60",
+                                                                "+data.tokenizer.model_type=unigram"])])
+def test_only_character_models_report_bits_per_character(tmp_path, level, tokenizer):
+    """The data module's level reaches the model: word and subword LMs report loss and ppl, never
+    ``bpc`` (their loss in bits would be bits per *token*)."""
+    import fixtures
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(fixtures._sentences(300, 7, unk=False)) + "\n")
+    cfg = make_cfg(tmp_path, ["task=char_lm", "data=text_files", f"data.train={text}", f"data.level={level}",
+                              *tokenizer, f"paths.data_dir={tmp_path / 'cache'}", "data.batch_size=4", "data.bptt=20",
+                              "monitor=val/ppl", "optimized_metric=val/ppl", *TINY[:-3], "trainer.max_epochs=1",
+                              "trainer.limit_train_batches=2", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
+                              "callbacks.progress_bar=null", "callbacks.text_samples.max_new_tokens=5"])
+    metrics = run(cfg)
+    assert {"val/ppl", "test/ppl", "test/loss"} <= metrics.keys()
+    assert math.isclose(metrics["test/ppl"], math.exp(metrics["test/loss"]), rel_tol=1e-5)
+    bpc = {k for k in metrics if k.endswith("/bpc")}
+    if level == "char":
+        assert bpc == {"val/bpc", "test/bpc"}
+        assert math.isclose(metrics["test/bpc"], metrics["test/loss"] / math.log(2), rel_tol=1e-5)
+    else:
+        assert not bpc, metrics
+    model = LanguageModel.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert model.level == level

@@ -207,7 +207,8 @@ class LMDataModule(L.LightningDataModule):
     def dims(self) -> dict[str, Any]:
         if self.tokenizer is None:
             self.setup()
-        return {"vocab_size": self.tokenizer.vocab_size}
+        # the level decides which metrics the model reports (bits per character only for characters)
+        return {"vocab_size": self.tokenizer.vocab_size, "level": self.level}
 
     def unigram_bits_per_token(self, split: str = "test") -> float:
         """Cross-entropy (bits/token) of the add-one-smoothed unigram model of train on ``split``."""

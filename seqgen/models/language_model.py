@@ -9,7 +9,8 @@ validation pass in the middle of training never disturbs the training stream.
 
 Metrics are exact token-weighted means (torchmetrics ``MeanMetric`` with the token count as
 weight, synchronised across DDP ranks): ``loss`` in nats/token, ``ppl = exp(loss)`` and, for
-character models, ``bpc = loss / ln 2``.
+character models only, ``bpc = loss / ln 2`` (a word or subword model's loss in bits would be bits
+per *token*; it reports ``ppl``).
 """
 
 from __future__ import annotations
@@ -22,16 +23,20 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
 
+from seqgen.errors import ConfigError
 from seqgen.models.base import SeqgenModule
 from seqgen.nets.recurrent import State, detach_state
 from seqgen.utils import build
+
+LEVELS = ("char", "word", "sentencepiece")
 
 
 class LanguageModel(SeqgenModule):
     """Args:
     vocab_size: from the data module.
     net: ``{"_target_": "seqgen.nets.RNNLM", ...}`` (plain data: saved in the checkpoint) or a module.
-    level: ``char`` or ``word`` (from the data module): chooses whether ``bpc`` is reported.
+    level: ``char``, ``word`` or ``sentencepiece`` (from the data module's ``dims``): only ``char``
+        reports ``bpc``. No default: a level that did not arrive must not pass for ``char``.
     optimizer, scheduler, skip_nonfinite, compile: see :class:`SeqgenModule`.
     """
 
@@ -39,7 +44,7 @@ class LanguageModel(SeqgenModule):
         self,
         vocab_size: int,
         net: dict[str, Any] | torch.nn.Module,
-        level: str = "char",
+        level: str,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         skip_nonfinite: bool = False,
@@ -48,6 +53,8 @@ class LanguageModel(SeqgenModule):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
         plain_net = self.save_hparams_with_net(net)
         self.net = build(net, vocab_size=vocab_size) if plain_net else net
+        if level not in LEVELS:
+            raise ConfigError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
         self.vocab_size, self.level = vocab_size, level
         self._states: dict[str, State | None] = {}
         self.eval_loss = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
