@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import operator
 import os
 import subprocess
 import sys
@@ -26,6 +28,39 @@ settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHES
 
 # two pytest-xdist workers share two cores: one thread each keeps them from fighting
 torch.set_num_threads(int(os.environ.get("SEQGEN_TEST_THREADS", "1")))
+
+
+# -- learning lessons and their measured margins -----------------------------------------------------
+# A learning test seeds its run with ``learn_seed`` and states each assertion through ``lesson``.
+# tests/margins.py reruns every ``learning`` test over several seeds and thread counts with
+# SEQGEN_MARGIN_SEED / SEQGEN_TEST_THREADS / SEQGEN_MARGINS_OUT set, and prints each threshold
+# beside the worst value seen (the table the thresholds were chosen from).
+LEARN_SEED = int(os.environ.get("SEQGEN_MARGIN_SEED", "1234"))
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+@pytest.fixture
+def learn_seed() -> int:
+    return LEARN_SEED
+
+
+def check_lesson(test_id: str, name: str, value: float, op: str, threshold: float) -> None:
+    """Assert ``value op threshold``; when SEQGEN_MARGINS_OUT is set, record it (one JSON line) and
+    do not raise, so one sweep sees every value, including the ones that would fail."""
+    out = os.environ.get("SEQGEN_MARGINS_OUT")
+    if out:
+        row = {"test": test_id, "lesson": name, "value": float(value), "op": op, "threshold": float(threshold),
+               "seed": LEARN_SEED, "threads": torch.get_num_threads()}
+        with open(out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        return
+    assert _OPS[op](value, threshold), f"{name} = {value:.4f}, expected {op} {threshold}"
+
+
+@pytest.fixture
+def lesson(request):
+    test_id = request.node.nodeid.split("::", 1)[-1]
+    return lambda name, value, op, threshold: check_lesson(test_id, name, value, op, threshold)
 
 
 def make_cfg(tmp_path: Path, overrides: list[str] | None = None) -> DictConfig:

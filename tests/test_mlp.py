@@ -97,19 +97,27 @@ def test_grad_norms_logged_per_layer(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_layer_relu_mlp_on_digits(tmp_path):
-    metrics = run(make_cfg(tmp_path, ["task=digits_mlp", *FAST]))
-    assert metrics["test/acc"] >= 0.95
+@pytest.mark.learning
+def test_two_layer_relu_mlp_on_digits(tmp_path, learn_seed, lesson):
+    metrics = run(make_cfg(tmp_path, ["task=digits_mlp", f"seed={learn_seed}", *FAST]))
+    lesson("test accuracy", metrics["test/acc"], ">=", 0.95)
     assert (tmp_path / "run" / "plots" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
-def test_deep_sigmoid_stays_far_below_deep_relu(tmp_path):
-    common = ["task=digits_mlp", DEEP, "model.net.init=glorot", "model.optimizer.name=sgd", "model.optimizer.lr=0.2",
-              "model.optimizer.momentum=0.0", "trainer.max_epochs=20", "callbacks.early_stopping=null", "logger=none", *FAST]
-    sig = run(make_cfg(tmp_path / "sig", [*common, "model.net.activation=sigmoid"]))
-    relu = run(make_cfg(tmp_path / "relu", [*common, "model.net.activation=relu"]))
-    assert sig["test/acc"] < 0.3 and relu["test/acc"] > 0.8, (sig["test/acc"], relu["test/acc"])
+@pytest.mark.learning
+def test_deep_sigmoid_stays_far_below_deep_relu(tmp_path, learn_seed, lesson):
+    """Ten layers, plain SGD: each activation with the initialisation designed for it (Glorot for the
+    sigmoid, He for ReLU). The sigmoid net's gradients vanish and it stays at chance; ReLU learns.
+    lr 0.05 keeps the ReLU trajectory out of the chaotic regime (at lr 0.2 one seed ended at 0.66
+    and another at 0.95 on the same machine)."""
+    common = ["task=digits_mlp", DEEP, "model.optimizer.name=sgd", "model.optimizer.lr=0.05",
+              "model.optimizer.momentum=0.0", "trainer.max_epochs=20", "callbacks.early_stopping=null", "logger=none",
+              f"seed={learn_seed}", *FAST]
+    sig = run(make_cfg(tmp_path / "sig", [*common, "model.net.activation=sigmoid", "model.net.init=glorot"]))
+    relu = run(make_cfg(tmp_path / "relu", [*common, "model.net.activation=relu", "model.net.init=he"]))
+    lesson("sigmoid test accuracy (chance 0.1)", sig["test/acc"], "<", 0.3)
+    lesson("ReLU test accuracy", relu["test/acc"], ">", 0.8)
 
 
 def _train_test(run_dir, dm):
@@ -127,18 +135,20 @@ def _train_test(run_dir, dm):
 
 
 @pytest.mark.slow
-def test_weight_decay_narrows_the_generalisation_gap_on_500_images(tmp_path):
+@pytest.mark.learning
+def test_weight_decay_narrows_the_generalisation_gap_on_500_images(tmp_path, learn_seed, lesson):
     """500 real MNIST digits: the plain net memorises them (train loss ~0) and its test
     cross-entropy climbs; L2 weight decay keeps the train/test loss gap clearly smaller."""
     common = ["task=digits_mlp", "data.dataset=mnist5k", "data.train_size=500", "model.net.hidden_sizes=[500,500]",
-              "trainer.max_epochs=60", "callbacks.early_stopping=null", "logger=none", *FAST]
+              "trainer.max_epochs=60", "callbacks.early_stopping=null", "logger=none", f"seed={learn_seed}", *FAST]
     run(make_cfg(tmp_path / "plain", common))
     run(make_cfg(tmp_path / "wd", [*common, "model.optimizer.weight_decay=0.003"]))
     dm = ImageDataModule("mnist5k", train_size=500)
     dm.setup()
     plain = _train_test(tmp_path / "plain" / "run", dm)
     wd = _train_test(tmp_path / "wd" / "run", dm)
-    assert plain["train"] == 1.0 and plain["test"] > 0.8  # memorised, and still a useful classifier
+    lesson("plain: train accuracy (memorised)", plain["train"], ">=", 1.0)
+    lesson("plain: test accuracy (still useful)", plain["test"], ">", 0.8)
     gap_plain = plain["test_loss"] - plain["train_loss"]
     gap_wd = wd["test_loss"] - wd["train_loss"]
-    assert gap_wd < 0.85 * gap_plain, (plain, wd)
+    lesson("loss gap with weight decay / without", gap_wd / gap_plain, "<", 0.85)

@@ -65,16 +65,18 @@ def test_bad_synthetic_settings():
 
 
 @pytest.mark.slow
-def test_lstm_solves_adding_at_T50(tmp_path):
-    metrics = run(make_cfg(tmp_path, ["task=adding_lstm", "trainer.max_epochs=10", *FAST]))
-    assert metrics["test/loss"] < 0.05, f"LSTM adding T=50 test MSE {metrics['test/loss']:.4f} (baseline 0.167)"
+@pytest.mark.learning
+def test_lstm_solves_adding_at_T50(tmp_path, learn_seed, lesson):
+    metrics = run(make_cfg(tmp_path, ["task=adding_lstm", "trainer.max_epochs=10", f"seed={learn_seed}", *FAST]))
+    lesson("test MSE (baseline 0.167)", metrics["test/loss"], "<", 0.05)
 
 
 @pytest.mark.slow
-def test_bidirectional_beats_unidirectional_on_context_tagging(tmp_path):
-    common = ["trainer.max_epochs=4", "data.train_batches=60", *FAST]
+@pytest.mark.learning
+def test_bidirectional_beats_unidirectional_on_context_tagging(tmp_path, learn_seed, lesson):
+    common = ["trainer.max_epochs=4", "data.train_batches=60", f"seed={learn_seed}", *FAST]
     uni = run(make_cfg(tmp_path / "uni", ["task=tagging_gru", *common]))
     bi = run(make_cfg(tmp_path / "bi", ["task=tagging_bigru", *common]))
-    assert bi["test/acc"] > 0.9, bi
-    assert uni["test/acc"] < 0.25, uni  # cannot see x[t+1]: chance is 1/8 (+ the known last tag)
-    assert bi["test/acc"] - uni["test/acc"] > 0.5
+    lesson("BiGRU test accuracy", bi["test/acc"], ">", 0.9)
+    lesson("GRU test accuracy (cannot see x[t+1]; chance 1/8)", uni["test/acc"], "<", 0.25)
+    lesson("BiGRU - GRU accuracy", bi["test/acc"] - uni["test/acc"], ">", 0.5)
