@@ -237,7 +237,10 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, members
 
 
 def read_gzip_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
-    """Read a whole .gz text file with a clear error for truncated/corrupt files."""
+    """Read a whole .gz text file with a clear error for truncated/corrupt files (an empty file
+    too: gzip would read it as empty text, but it is a download cut off at its first byte)."""
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{path}: empty file, not gzip (corrupt or truncated download)")
     try:
         with gzip.open(path, "rt", encoding=encoding) as f:
             return f.read()

@@ -59,6 +59,8 @@ def read_idx(path: str | Path, expected_magic: int | None = None) -> torch.Tenso
     body = raw[header:]
     if len(body) != expected:
         raise DataError(f"{path}: IDX data has {len(body)} bytes, the header {dims} promises {expected} (truncated?)")
+    if expected == 0:  # a dimension of 0: a well-formed empty file (torch.frombuffer refuses empty buffers)
+        return torch.empty(dims, dtype=dtype)
     if size == 1:
         t = torch.frombuffer(bytearray(body), dtype=torch.uint8)
         if dtype == torch.int8:

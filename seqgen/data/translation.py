@@ -23,6 +23,7 @@ never re-tokenised). Training pairs longer than ``max_len`` tokens on either sid
 from __future__ import annotations
 
 import datetime as dt
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,16 @@ def read_pairs_tsv(path: str | Path, reverse: bool = False) -> Pairs:
     """``source<TAB>target[<TAB>...]`` per line (blank lines skipped); ``reverse`` swaps the columns."""
     src, tgt = [], []
     try:
-        f = open(path, encoding="utf-8-sig")
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise DataError(f"pairs file {path} does not exist (expected source<TAB>target per line, "
                         "e.g. Anki's eng-fra.txt from https://www.manythings.org/anki/)") from None
-    with f:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line_no = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line_no}: not UTF-8 text ({e.reason} at byte {e.start}); save the file as UTF-8") from None
+    with io.StringIO(text, newline=None) as f:  # universal newlines, as open() in text mode
         for i, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
             if not line.strip():
