@@ -63,6 +63,22 @@ def lesson(request):
     return lambda name, value, op, threshold: check_lesson(test_id, name, value, op, threshold)
 
 
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to reach the network fails the test loudly (an AssertionError, not a
+    DataNotFoundError the code under test could take for an offline machine)."""
+    import socket
+    import urllib.request
+
+    def touched(*a, **k):
+        raise AssertionError(f"the network was touched: {a[:2]}")
+
+    monkeypatch.setattr(urllib.request, "urlopen", touched)
+    monkeypatch.setattr(socket.socket, "connect", touched)
+    monkeypatch.setattr(socket, "create_connection", touched)
+    monkeypatch.setattr(socket, "getaddrinfo", touched)
+
+
 def make_cfg(tmp_path: Path, overrides: list[str] | None = None) -> DictConfig:
     """Compose ``conf/train.yaml`` with ``overrides`` as scripts/train.py would, with the run
     folder under ``tmp_path``."""

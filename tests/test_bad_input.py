@@ -81,7 +81,7 @@ CATALOGUE = {
     "truncated checkpoint": (_truncated_checkpoint, CheckpointError, "truncated or corrupt"),
     "checkpoint path that does not exist": (["task=digits_mlp", "ckpt_path=/nonexistent/last.ckpt"], CheckpointError,
                                             "not found"),
-    "output folder that cannot be written": (_output_dir_is_a_file, ConfigError, "not writable"),
+    "output folder that cannot be written": (_output_dir_is_a_file, ConfigError, "blocker/run is not writable"),
 }
 
 
@@ -101,7 +101,7 @@ def test_bad_input_gives_a_clear_error_and_leaves_nothing(row, tmp_path, earlier
     with pytest.raises(exc) as info:
         run(make_cfg(base, [*args, *FAST]))
     assert words in str(info.value), str(info.value)
-    out = tmp_path / "run"
+    out = base / "run"  # the run folder this row's run was given
     assert not list(out.rglob("*.ckpt")) and not (out / "metrics.json").exists()  # no partial output
     assert digest(earlier) == before  # the earlier run is untouched
 
@@ -129,3 +129,40 @@ def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, m
     assert not list(ckpts.glob("*.tmp"))
     last = torch.load(ckpts / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and calls["n"] >= 2
+
+
+def test_prompt_characters_outside_the_vocabulary_error_drop_or_unk():
+    """generate.py's oov=error|drop|unk on a character vocabulary."""
+    from seqgen.data import CharTokenizer
+    from seqgen.generate import encode_prompt
+
+    tok = CharTokenizer.train("abc def\n")
+    with pytest.raises(ConfigError, match="outside the model's vocabulary"):
+        encode_prompt(tok, "ab漢c", "error")
+    assert encode_prompt(tok, "ab漢c", "drop") == tok.encode("abc")
+    unk = encode_prompt(tok, "ab漢c", "unk")
+    assert len(unk) == 4 and unk[:2] == tok.encode("ab") and unk[3:] == tok.encode("c")
+    assert tok.decode([unk[2]]) != "漢" and unk[2] not in tok.encode("abc def\n")  # the <unk> id
+    with pytest.raises(ConfigError, match="nothing of the prompt is left"):
+        encode_prompt(tok, "漢字", "drop")
+
+
+def test_translate_refuses_a_checkpoint_that_is_not_a_translator(tmp_path, earlier):
+    from seqgen.translate import TranslateArgs, translate
+
+    with pytest.raises(CheckpointError, match="translate.py needs one written by a") as info:
+        translate(TranslateArgs(ckpt=str(earlier), input="der Hund"))
+    assert "Classifier" in str(info.value)
+
+
+def test_unwritable_sentencepiece_cache_warns_and_still_trains(tmp_path):
+    from seqgen.data.tokenizers import SentencePieceTokenizer
+
+    (tmp_path / "sentencepiece").write_text("a file where the cache folder should be")
+    lines = [f"line number {i} of a small corpus with some words" for i in range(200)]
+    with pytest.warns(UserWarning, match="not cached .* trained again next run"):
+        tok, reused = SentencePieceTokenizer.train_cached(lines, tmp_path, vocab_size=40, model_type="unigram")
+    assert not reused and tok.decode(tok.encode(lines[0])) == lines[0]
+    with pytest.warns(UserWarning, match="not cached"):
+        _, reused = SentencePieceTokenizer.train_cached(lines, tmp_path, vocab_size=40, model_type="unigram")
+    assert not reused and (tmp_path / "sentencepiece").is_file()  # nothing written, nothing broken

@@ -75,7 +75,7 @@ def test_corrupt_cached_file_is_detected(tmp_path):
         fetch(res(sha256=hashlib.sha256(PAYLOAD).hexdigest()), tmp_path, offline=True)
 
 
-def test_offline_message_names_file_place_and_checksum(tmp_path, monkeypatch):
+def test_offline_message_names_file_place_and_checksum(tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("SEQGEN_OFFLINE", "1")
     md5 = hashlib.md5(PAYLOAD).hexdigest()
     with pytest.raises(DataNotFoundError) as e:

@@ -27,7 +27,7 @@ NEEDS_SOURCE = {"digits_transfer_0to4_5to9": "digits_lenet_0to4", "digits_dbn": 
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_task_runs_under_debug(task, tmp_path, data_dir, monkeypatch):
+def test_task_runs_under_debug(task, tmp_path, data_dir, monkeypatch, no_network):
     monkeypatch.setenv("SEQGEN_OFFLINE", "1")
     common = ["callbacks.progress_bar=null", f"paths.data_dir={data_dir}"]
     extra = []
