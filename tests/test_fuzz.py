@@ -202,3 +202,36 @@ def test_cifar_reader_random_or_mangled_pickles_give_clean_errors(tmp_path_facto
     except DataError:
         return
     assert x.shape[1:] == (3, 32, 32) and len(x) == len(y)
+
+
+@FAST
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=200), st.integers(1, 16), st.integers(1, 4), st.integers(0, 3))
+def test_bucketed_batches_shard_across_ranks(lengths, batch_size, world, epoch):
+    """DDP sharding of length-bucketed batches. Training: every rank gets the same number of batches,
+    together they are the single-process batches of that epoch (the short ranks padded with the
+    first ones again), disjoint where the count divides. Evaluation: every example exactly once."""
+    from seqgen.data import BucketBatchSampler
+    from seqgen.data.text import BucketedBatches
+
+    def shards(pad_ranks):
+        out = []
+        for rank in range(world):
+            sampler = BucketBatchSampler(lengths, batch_size, seed=7, shuffle=pad_ranks)
+            ds = BucketedBatches(sampler, lambda b: b, lambda r=rank: (r, world), lambda: epoch, pad_ranks)
+            out.append(list(ds))
+            assert len(ds) == len(out[-1])
+        return out
+
+    single = BucketBatchSampler(lengths, batch_size, seed=7, shuffle=True)
+    single.set_epoch(epoch)
+    reference = list(single)
+    train = shards(True)
+    assert len({len(s) for s in train}) == 1  # no rank waits for another at the end of the epoch
+    dealt = [b for i in range(len(train[0])) for s in train for b in s[i:i + 1]]  # round-robin order
+    assert dealt[:len(reference)] == reference
+    extra = dealt[len(reference):]
+    assert len(extra) < world and extra == [reference[i % len(reference)] for i in range(len(extra))]
+    evaluation = shards(False)
+    seen = sorted(i for s in evaluation for b in s for i in b)
+    assert seen == list(range(len(lengths)))
+    assert all(len(b) <= batch_size for s in evaluation for b in s)

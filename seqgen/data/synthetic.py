@@ -90,6 +90,20 @@ class _Fresh(IterableDataset):
                 yield batch
 
 
+class _Batches(IterableDataset):
+    """Ready-made batches, in order (no sampler of Lightning's can be put in front of it)."""
+
+    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return iter(self.batches)
+
+
 class SyntheticSequenceDataModule(L.LightningDataModule):
     """``task``: adding | copy | tagging. ``seq_len`` is T (for copy: the delay)."""
 
@@ -142,7 +156,9 @@ class SyntheticSequenceDataModule(L.LightningDataModule):
         rank, world = rank_world(self.trainer)
         x, y = x[rank::world], y[rank::world]
         batches = [(x[i : i + self.batch_size], y[i : i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
-        return DataLoader(batches, batch_size=None, shuffle=False)
+        # iterable: this rank's share is already cut, and Lightning must not deal it out again with a
+        # DistributedSampler (over a plain list of batches it did: under DDP half the set was evaluated)
+        return DataLoader(_Batches(batches), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return self._fixed_loader("val")

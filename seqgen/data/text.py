@@ -114,8 +114,8 @@ class BucketedBatches(IterableDataset):
             mine = [i for b in batches for i in b][rank::world]
             size = self.sampler.batch_size
             return [mine[i:i + size] for i in range(0, len(mine), size)]
-        if len(batches) % world:
-            batches += batches[: world - len(batches) % world]
+        if len(batches) % world:  # pad with the first batches again (cyclically: fewer batches than ranks too)
+            batches += [batches[i % len(batches)] for i in range(world - len(batches) % world)]
         return batches[rank::world]
 
     def __len__(self) -> int:
