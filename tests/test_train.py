@@ -221,3 +221,31 @@ def test_only_character_models_report_bits_per_character(tmp_path, level, tokeni
         assert not bpc, metrics
     model = LanguageModel.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert model.level == level
+
+
+@pytest.mark.slow
+def test_ckpt_path_last_resumes_the_newest_run_of_the_task(tmp_path):
+    """``ckpt_path=last``: the newest ``<log_dir>/<task>/*/checkpoints/last.ckpt`` of another run;
+    training continues from its epoch (a resumed run does not start again at epoch 0)."""
+    import os
+
+    log = tmp_path / "outputs"
+
+    def cfg(name, extra):
+        c = make_cfg(tmp_path / name, ["task=digits_mlp", "callbacks.progress_bar=null", "logger=none",
+                                       "trainer.enable_model_summary=false", "trainer.limit_train_batches=3", *extra])
+        c.paths.log_dir, c.paths.output_dir = str(log), str(log / "digits_mlp" / name)
+        return c
+
+    with pytest.raises(CheckpointError, match="no .*digits_mlp/\\*/checkpoints/last.ckpt"):
+        run(cfg("first", ["trainer.max_epochs=1", "ckpt_path=last"]))
+    run(cfg("older", ["trainer.max_epochs=1"]))
+    run(cfg("newer", ["trainer.max_epochs=2"]))
+    older, newer = (log / "digits_mlp" / n / "checkpoints" / "last.ckpt" for n in ("older", "newer"))
+    os.utime(older, (1, 1))  # make "newest" unambiguous whatever the file system's time resolution
+    resumed = cfg("resumed", ["trainer.max_epochs=3", "ckpt_path=last"])
+    run(resumed)
+    end = torch.load(log / "digits_mlp" / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    start = torch.load(newer, weights_only=True)
+    assert start["epoch"] == 1 and end["epoch"] == 2  # one more epoch on top of the newer run's two
+    assert end["global_step"] == start["global_step"] + 3

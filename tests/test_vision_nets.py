@@ -29,6 +29,25 @@ def test_published_parameter_counts(name, expected):
     assert _count(net) == expected
 
 
+def _layer_table(convs: list[tuple[int, int, int]], fcs: list[tuple[int, int]]) -> int:
+    """Weights + biases of conv layers (in, out, kernel) and linear layers (in, out)."""
+    return sum(i * o * k * k + o for i, o, k in convs) + sum(i * o + o for i, o in fcs)
+
+
+def test_zfnet_and_nin_counts_follow_their_papers_layer_tables():
+    """No torchvision reference exists for these two: the expected counts are computed from the
+    papers' own layer tables (ZFNet: Zeiler & Fergus 2014, fig. 3; NiN: the ImageNet model of
+    Lin et al. 2014, Caffe model zoo layout), not read off our implementation."""
+    zfnet = _layer_table([(3, 96, 7), (96, 256, 5), (256, 384, 3), (384, 384, 3), (384, 256, 3)],
+                         [(6 * 6 * 256, 4096), (4096, 4096), (4096, 1000)])
+    nin = _layer_table([(3, 96, 11), (96, 96, 1), (96, 96, 1), (96, 256, 5), (256, 256, 1), (256, 256, 1),
+                        (256, 384, 3), (384, 384, 1), (384, 384, 1), (384, 1024, 3), (1024, 1024, 1), (1024, 1000, 1)], [])
+    assert (zfnet, nin) == (62_357_608, 7_595_176)  # the README's numbers
+    with torch.device("meta"):
+        assert _count(build_net("zfnet", num_classes=1000, in_channels=3, image_size=224)) == zfnet
+        assert _count(build_net("nin", num_classes=1000, in_channels=3, image_size=224)) == nin
+
+
 def test_googlenet_counts():
     with torch.device("meta"):
         torchvision_layout = build_net("googlenet", num_classes=1000, image_size=224, branch3_kernel=3)
