@@ -22,9 +22,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from seqgen.callbacks import CheckpointExtras, EpochSeed, GracefulInterrupt
+from seqgen.callbacks import CheckpointExtras, EpochSeed, GracefulInterrupt, ModelSummary
 from seqgen.checkpoints import find_checkpoint, load_checkpoint, module_from_checkpoint
 from seqgen.config import validate
+from seqgen.console import quiet_console
 from seqgen.errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from seqgen.utils import build, locate
 
@@ -223,6 +224,7 @@ def _last_checkpoint_dir(callbacks: list[Any], output_dir: Path) -> str:
 def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, ...] = ()) -> dict[str, float]:
     """Train (and test) the task described by ``cfg``; return the final metrics.
     ``extra_callbacks`` join the configured ones (e.g. a Throughput timer from Python)."""
+    quiet_console()
     if isinstance(cfg, DictConfig):
         user = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         missing = sorted(OmegaConf.missing_keys(user))
@@ -253,6 +255,8 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
     if cfg.get("seed") is not None:
         callbacks.append(EpochSeed(cfg.seed))
     callbacks.append(CheckpointExtras(str(cfg.task_name)))
+    if cfg.trainer.get("enable_model_summary", True) is not False and not cfg.trainer.get("fast_dev_run"):
+        callbacks.append(ModelSummary(max_depth=1))  # Lightning's, without its all-zero FLOPs column
     interrupt = GracefulInterrupt(_last_checkpoint_dir(callbacks, output_dir))
     callbacks.append(interrupt)
     strategy = {}
@@ -292,7 +296,7 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
         test_ckpt = best if (best and cfg.get("train", True)) else None
         if not cfg.get("train", True) and ckpt_path:
             test_ckpt = ckpt_path
-        trainer.test(model, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
+        trainer.test(model, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True, verbose=False)  # one table: ours
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1})
     _report(metrics, output_dir, f"{cfg.task_name}: final metrics")
     for lg in loggers:  # a W&B run stays open (and swallows the next run in this process) until finished

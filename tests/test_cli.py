@@ -74,6 +74,22 @@ def test_generate_cli_bad_checkpoints(trained_run, tmp_path):
     assert proc.returncode == 2 and "not a seqgen language-model checkpoint" in proc.stderr
 
 
+def test_console_prints_each_event_once_without_adverts_or_library_noise(tmp_path):
+    proc = run_script([TRAIN, "task=digits_mlp", "trainer.max_epochs=1", "callbacks.progress_bar=null"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    events = [ln for ln in lines if ln.startswith(("GPU available", "`Trainer.fit` stopped", "Loaded model weights"))]
+    assert len(events) == 3 and len(set(events)) == 3, events  # each Lightning event once (not once per handler)
+    text = "\n".join(lines)
+    for noise in ("Tip:", "FLOPs", "TPU available", "Warning", "deprecated", "exists and is not empty",
+                  "does not have many workers", "Test metric"):
+        assert noise not in text, (noise, text[-3000:])
+    assert "trainable parameters" in text and "digits_mlp: final metrics" in text  # the summary and our table
+    assert not proc.stderr.strip(), proc.stderr  # nothing went wrong, so nothing on stderr
+    log = next((tmp_path / "outputs" / "digits_mlp").glob("*/train.log")).read_text()
+    assert "[INFO] - GPU available" in log  # the run folder's log keeps time and logger name
+
+
 def test_train_cli_unknown_task_and_typo(tmp_path):
     proc = run_script([TRAIN, "task=char_llm"], tmp_path)
     assert proc.returncode != 0 and "char_lm" in proc.stderr and "Available options" in proc.stderr

@@ -2,8 +2,9 @@
 
 from seqgen.callbacks.images import ImageGrids
 from seqgen.callbacks.plots import ConfusionMatrixPlot, LossCurves
-from seqgen.callbacks.runtime import CheckpointExtras, EpochSeed, GracefulInterrupt, RunCheckpoint, Throughput
+from seqgen.callbacks.runtime import (CheckpointExtras, EpochSeed, GracefulInterrupt, ModelSummary, RunCheckpoint,
+                                      Throughput)
 from seqgen.callbacks.text import TextSamples
 from seqgen.callbacks.translation import TranslationSamples
 
-__all__ = ["CheckpointExtras", "ConfusionMatrixPlot", "ImageGrids", "EpochSeed", "GracefulInterrupt", "LossCurves", "RunCheckpoint", "TextSamples", "Throughput", "TranslationSamples"]
+__all__ = ["CheckpointExtras", "ConfusionMatrixPlot", "ImageGrids", "EpochSeed", "GracefulInterrupt", "LossCurves", "ModelSummary", "RunCheckpoint", "TextSamples", "Throughput", "TranslationSamples"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch import seed_everything
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary
 
 
 def rng_state() -> dict[str, Any]:
@@ -253,3 +253,31 @@ class RunCheckpoint(ModelCheckpoint):
 
         if self.dirpath and os.path.dirname(os.path.abspath(filepath)) == os.path.abspath(self.dirpath):
             super()._remove_checkpoint(trainer, filepath)
+
+
+class ModelSummary(RichModelSummary):
+    """Lightning's rich model summary without the FLOPs column and total (all zeros unless a
+    model declares ``example_input_array``), its totals on one line. ``seqgen.train.run`` installs
+    it when ``trainer.enable_model_summary`` is on."""
+
+    @staticmethod
+    def summarize(summary_data: list[tuple[str, list[str]]], total_parameters: int, trainable_parameters: int,
+                  model_size: float, total_training_modes: dict[str, int], total_flops: int = 0,
+                  **summarize_kwargs: Any) -> None:
+        from lightning.pytorch.utilities.model_summary.model_summary import get_human_readable_count
+        from rich import get_console
+        from rich.table import Table
+
+        columns = [(name, values) for name, values in summary_data if name != "FLOPs"]
+        table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
+        table.add_column(" ", style="dim")
+        for name, _ in columns[1:]:
+            table.add_column(name, justify="right" if name == "Params" else "left")
+        for row in zip(*(values for _, values in columns)):
+            table.add_row(*row)
+        console = get_console()
+        console.print(table)
+        frozen = total_parameters - trainable_parameters
+        console.print(f"{get_human_readable_count(trainable_parameters)} trainable parameters"
+                      + (f", {get_human_readable_count(frozen)} frozen" if frozen else "")
+                      + f", {model_size:.2f} MB")
