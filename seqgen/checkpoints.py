@@ -34,10 +34,34 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{p}: not a readable checkpoint (truncated or corrupt?): {type(e).__name__}: {e}") from e
+        raise CheckpointError(f"{p}: {_why_unreadable(p, e)}") from None  # torch's text advises an unsafe load
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{p}: not a Lightning checkpoint (no state_dict)")
     return ckpt
+
+
+def _why_unreadable(path: Path, error: Exception) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused, in words a user can act
+    on. Torch's own message goes on to suggest ``weights_only=False``, which would run whatever
+    code the file holds: for a file of unknown origin that is the one thing not to do, so its
+    text is never passed on."""
+    import re
+
+    with open(path, "rb") as f:
+        head = f.read(4)
+    size = path.stat().st_size
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        return (f"not a readable checkpoint (truncated or corrupt?): not a torch checkpoint archive ({size} bytes, "
+                f"starting {head!r}); use a last.ckpt or epoch_*.ckpt written by a seqgen run")
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    if unsafe:
+        return (f"refused: it holds a Python object ({unsafe.group(1)}) that a weights-only load does not run. seqgen "
+                "checkpoints hold tensors and plain data only, so this file was written by other code or altered "
+                "after it was saved; it is not loaded")
+    reason = re.search(r"WeightsUnpickler error: *\n*\s*([^\n]+)", str(error))
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    detail = reason.group(1).strip() if reason else first if first and "weights_only" not in first else type(error).__name__
+    return f"not a readable checkpoint (truncated or corrupt?): {size} bytes, {detail}"
 
 
 def module_from_checkpoint(cls: type, ckpt: dict[str, Any], device: str = "cpu") -> Any:

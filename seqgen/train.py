@@ -221,6 +221,21 @@ def _last_checkpoint_dir(callbacks: list[Any], output_dir: Path) -> str:
     return str(output_dir / "checkpoints")
 
 
+class _TrainingStarted(L.Callback):
+    """Whether fit trained at all: Lightning skips ``on_train_start`` when a resumed run is already
+    at its end."""
+
+    fired = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.fired = True
+
+
+@rank_zero_only
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, ...] = ()) -> dict[str, float]:
     """Train (and test) the task described by ``cfg``; return the final metrics.
     ``extra_callbacks`` join the configured ones (e.g. a Throughput timer from Python)."""
@@ -258,7 +273,8 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
     if cfg.trainer.get("enable_model_summary", True) is not False and not cfg.trainer.get("fast_dev_run"):
         callbacks.append(ModelSummary(max_depth=1))  # Lightning's, without its all-zero FLOPs column
     interrupt = GracefulInterrupt(_last_checkpoint_dir(callbacks, output_dir))
-    callbacks.append(interrupt)
+    started = _TrainingStarted()
+    callbacks += [interrupt, started]
     strategy = {}
     if getattr(model, "ddp_unused_parameters", False) and cfg.trainer.get("strategy") == "ddp":
         # a GAN's discriminator step leaves the generator without gradients: DDP must be told
@@ -290,6 +306,10 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
                 f"{signal.Signals(signum).name} at epoch {trainer.current_epoch}, global step {trainer.global_step}: "
                 f"stopped after the batch, checkpoint {where}. Resume with: python scripts/train.py "
                 f"task={cfg.task_name} ckpt_path=last (plus this run's overrides)", signum) from e
+        if ckpt_path is not None and not started.fired:  # the resumed run had already reached its end
+            _say(f"ckpt_path={ckpt_path}: that run is complete (epoch {trainer.current_epoch}, global step "
+                 f"{trainer.global_step}, trainer.max_epochs={cfg.trainer.get('max_epochs')}); nothing left to train"
+                 + (", testing its best checkpoint" if cfg.get("test", True) else ""))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -326,7 +346,9 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        if not cfg.get("train", True):  # an evaluation-only run (train=false) logs no validation metrics
+        # an evaluation-only run (train=false), or a resumed run that was already complete: no
+        # training or validation metric was logged, so there is nothing to optimise
+        if not cfg.get("train", True) or not any(k.startswith(("train/", "val/")) for k in metrics):
             return None
         raise ConfigError(f"optimized_metric {name!r} was not logged; logged: {', '.join(sorted(metrics))}")
     return metrics[name]

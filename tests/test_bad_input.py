@@ -166,3 +166,20 @@ def test_unwritable_sentencepiece_cache_warns_and_still_trains(tmp_path):
     with pytest.warns(UserWarning, match="not cached"):
         _, reused = SentencePieceTokenizer.train_cached(lines, tmp_path, vocab_size=40, model_type="unigram")
     assert not reused and (tmp_path / "sentencepiece").is_file()  # nothing written, nothing broken
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "holds code"])
+def test_unreadable_checkpoints_say_what_is_wrong_and_never_advise_an_unsafe_load(tmp_path, earlier, kind):
+    path = tmp_path / "bad.ckpt"
+    if kind == "garbage":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif kind == "truncated":
+        data = (earlier / "checkpoints" / "last.ckpt").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        torch.save({"state_dict": {}, "hook": print}, path)  # a pickled callable: code on load
+    with pytest.raises(CheckpointError) as info:
+        run(make_cfg(tmp_path, ["task=digits_mlp", f"ckpt_path={path}", *FAST]))
+    msg = str(info.value)
+    assert str(path) in msg and "weights_only=False" not in msg and "trusted source" not in msg, msg
+    assert ("holds a Python object (print)" if kind == "holds code" else "truncated or corrupt") in msg, msg

@@ -249,3 +249,20 @@ def test_ckpt_path_last_resumes_the_newest_run_of_the_task(tmp_path):
     start = torch.load(newer, weights_only=True)
     assert start["epoch"] == 1 and end["epoch"] == 2  # one more epoch on top of the newer run's two
     assert end["global_step"] == start["global_step"] + 3
+
+
+def test_resuming_a_finished_run_says_so_tests_and_succeeds(tmp_path, capsys):
+    """``ckpt_path=<a run that reached max_epochs>``: nothing to train; its best checkpoint is tested,
+    the console says why, and there is no error for the missing validation metric."""
+    from seqgen.train import optimized_value
+
+    quiet = ["task=digits_mlp", "trainer.max_epochs=1", "callbacks.progress_bar=null", "logger=none",
+             "trainer.enable_model_summary=false"]
+    first = run(make_cfg(tmp_path / "a", quiet))
+    cfg = make_cfg(tmp_path / "b", [*quiet, f"ckpt_path={tmp_path / 'a' / 'run'}"])
+    again = run(cfg)
+    assert "that run is complete (epoch 1" in capsys.readouterr().out
+    assert again["test/acc"] == first["test/acc"]  # the same best checkpoint, tested again
+    assert not any(k.startswith(("train/", "val/")) for k in again)
+    assert optimized_value(cfg, again) is None  # scripts/train.py then exits 0
+    assert optimized_value(make_cfg(tmp_path / "c", quiet), first) == first["val/acc"]
