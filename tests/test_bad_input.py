@@ -183,3 +183,14 @@ def test_unreadable_checkpoints_say_what_is_wrong_and_never_advise_an_unsafe_loa
     msg = str(info.value)
     assert str(path) in msg and "weights_only=False" not in msg and "trusted source" not in msg, msg
     assert ("holds a Python object (print)" if kind == "holds code" else "truncated or corrupt") in msg, msg
+
+
+def test_tokenizer_settings_are_checked_per_kind():
+    from seqgen.data.tokenizers import train_seq_tokenizer
+
+    lines = ["a small corpus", "of a few lines"]
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) vocab_sise; kind=sentencepiece takes vocab_size"):
+        train_seq_tokenizer(lines, {"kind": "sentencepiece", "vocab_sise": 50}, "/nonexistent")
+    with pytest.warns(UserWarning, match="kind=char: model_type=bpe, vocab_size=8000 not used"):
+        tok = train_seq_tokenizer(lines, {"kind": "char", "vocab_size": 8000, "model_type": "bpe"}, "/nonexistent")
+    assert tok.decode(tok.encode("a few")) == "a few"

@@ -316,7 +316,8 @@ class ImageDataModule(L.LightningDataModule):
             raise ConfigError(f"data.class_subset must be a non-empty list of distinct labels, got {class_subset!r}")
         self.class_subset = list(class_subset) if class_subset is not None else None
         if dataset == "folder" and not folder:
-            raise ConfigError("dataset=folder needs data.folder=<root>/<class>/<images> (a 'test' subfolder of the same layout is used if present)")
+            raise ConfigError("dataset=folder needs data.folder=<root> holding train/<class>/<images> (and optionally "
+                              "val/ and test/ of the same layout), or <root>/<class>/<images>")
         self.folder, self.image_size, self.channels, self.test_fraction = folder, image_size, channels, test_fraction
         self.train_per_class = train_per_class
         if not 0.0 < val_fraction < 1.0:
@@ -359,9 +360,12 @@ class ImageDataModule(L.LightningDataModule):
             data = {k: self._subset(*v) for k, v in data.items()}
             self.classes = [self.classes[c] if c < len(self.classes) else str(c) for c in self.class_subset]
         x, y = data["train"]
-        keep, val = stratified_split(y, self.val_fraction, self.seed)
-        self.splits["val"] = (x[val], y[val])
-        x, y = x[keep], y[keep]
+        if "val" in data:  # a validation set of its own (an image folder's val/)
+            self.splits["val"] = data["val"]
+        else:
+            keep, val = stratified_split(y, self.val_fraction, self.seed)
+            self.splits["val"] = (x[val], y[val])
+            x, y = x[keep], y[keep]
         if self.train_size is not None and self.train_size < len(y):
             _, small = stratified_split(y, self.train_size / len(y), self.seed + 1)
             x, y = x[small], y[small]
@@ -388,16 +392,26 @@ class ImageDataModule(L.LightningDataModule):
             self.splits = {k: ((v[0] - mean) / std, v[1]) for k, v in self.splits.items()}
 
     def _load_folder(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``<folder>/train/<class>/*`` with optional ``val/`` and ``test/`` beside it (used as they
+        are; a missing one is held out of train, stratified), or ``<folder>/<class>/*`` alone."""
         root = Path(self.folder)
-        train_root, test_root = (root / "train", root / "test") if (root / "train").is_dir() else (root, None)
+        if not root.is_dir():
+            raise DataError(f"image folder not found: {root} (expected {root}/train/<class>/<images>, "
+                            "optionally val/ and test/ beside train/)")
+        train_root = root / "train" if (root / "train").is_dir() else root
         x, y, self.classes = load_image_folder(train_root, self.image_size, self.channels)
-        if test_root is not None and test_root.is_dir():
-            tx, ty, test_classes = load_image_folder(test_root, self.image_size, self.channels)
-            if test_classes != self.classes:
-                raise DataError(f"{test_root} has classes {test_classes}, {train_root} has {self.classes}")
-            return {"train": (x, y), "test": (tx, ty)}
-        keep, test = stratified_split(y, self.test_fraction, 12345)
-        return {"train": (x[keep], y[keep]), "test": (x[test], y[test])}
+        out = {"train": (x, y)}
+        for split in ("val", "test"):
+            folder = root / split
+            if train_root != root and folder.is_dir():
+                sx, sy, classes = load_image_folder(folder, self.image_size, self.channels)
+                if classes != self.classes:
+                    raise DataError(f"{folder} has classes {classes}, {train_root} has {self.classes}")
+                out[split] = (sx, sy)
+        if "test" not in out:
+            keep, test = stratified_split(y, self.test_fraction, 12345)
+            out = {**out, "train": (x[keep], y[keep]), "test": (x[test], y[test])}
+        return out
 
     def _subset(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         known = set(torch.unique(y).tolist())

@@ -339,8 +339,32 @@ def train_seq_tokenizer(lines: Sequence[str], cfg: dict[str, Any], cache_dir: st
     kind = cfg.pop("kind", kinds[0])
     if kind not in kinds:
         raise ConfigError(f"unknown tokenizer kind {kind!r}; available: {', '.join(kinds)}")
+    cfg = _settings_for(kind, cfg)
     if kind == "sentencepiece":
         return SentencePieceTokenizer.train_cached(lines, cache_dir, **cfg)[0]
     if kind == "char":
         cfg["split"] = "char"
     return WordTokenizer.train(lines, specials=SEQ_SPECIALS, **cfg)
+
+
+# the settings each kind's trainer takes (``char`` is a WordTokenizer over characters)
+TOKENIZER_SETTINGS = {"sentencepiece": ("vocab_size", "model_type", "character_coverage"),
+                      "word": ("min_freq", "max_size", "lower"), "char": ("min_freq", "max_size", "lower")}
+
+
+def _settings_for(kind: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` less the settings of other kinds (a config written for sentencepiece switched to
+    ``kind=char`` on the command line), which are named in one warning; a key no kind takes is a
+    :class:`ConfigError` listing the ones this kind accepts."""
+    ours = TOKENIZER_SETTINGS[kind]
+    known = {k for keys in TOKENIZER_SETTINGS.values() for k in keys}
+    unknown = sorted(k for k in cfg if k not in known)
+    if unknown:
+        raise ConfigError(f"tokenizer: unknown setting(s) {', '.join(unknown)}; kind={kind} takes {', '.join(ours)}")
+    other = sorted(k for k in cfg if k not in ours)
+    if other:
+        import warnings
+
+        warnings.warn(f"tokenizer kind={kind}: {', '.join(f'{k}={cfg[k]}' for k in other)} not used (settings of "
+                      "another kind)", UserWarning, stacklevel=3)
+    return {k: v for k, v in cfg.items() if k in ours}
