@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import fixtures
+import lightning as L
 import pytest
 import yaml
 
@@ -26,6 +27,24 @@ NEEDS_SOURCE = {"digits_transfer_0to4_5to9": "digits_lenet_0to4", "digits_dbn": 
                 "mnist_dbn": "mnist_dbn_pretrain", "langid_transfer_from_lm": "lm_multi30k_langid"}
 
 
+class _DataValuesArrived(L.Callback):
+    """The class of bug that made word LMs report 'bpc': a value the data module knows (its
+    ``dims``, or an attribute of the same name as a model hyperparameter, such as ``level``) that
+    the model holds a different value of, because it never arrived and a default stood in."""
+
+    checked: list[str] | None = None
+
+    def on_fit_start(self, trainer, pl_module):
+        dm, hp = trainer.datamodule, pl_module.hparams
+        plain = (int, float, str, bool, list, tuple)
+        known = {**{k: v for k, v in vars(dm).items() if not k.startswith("_")}, **dm.dims}
+        self.checked = sorted(k for k in hp if k in known and isinstance(known[k], plain))
+        for k in self.checked:
+            theirs = list(known[k]) if isinstance(known[k], tuple) else known[k]
+            ours = list(hp[k]) if isinstance(hp[k], tuple) else hp[k]
+            assert ours == theirs, f"model.{k}={ours!r} but the data module has {theirs!r}"
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_task_runs_under_debug(task, tmp_path, data_dir, monkeypatch, no_network):
     monkeypatch.setenv("SEQGEN_OFFLINE", "1")
@@ -37,7 +56,9 @@ def test_task_runs_under_debug(task, tmp_path, data_dir, monkeypatch, no_network
         extra.append(f"model.init_from={tmp_path / 'source' / 'run'}")
     cfg = make_cfg(tmp_path, [f"task={task}", "trainer=debug", *common, *extra])
     assert cfg.task_name == task, "task_name must equal the task file's name (it names the run folder)"
-    metrics = run(cfg)
+    arrived = _DataValuesArrived()
+    metrics = run(cfg, extra_callbacks=[arrived])
+    assert arrived.checked is not None, "the data/model check did not run"
     losses = [v for k, v in metrics.items() if k.startswith("test/")]
     assert losses, f"{task}: no test metric logged: {sorted(metrics)}"
     assert all(math.isfinite(v) for v in losses)
