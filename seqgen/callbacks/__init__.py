@@ -2,7 +2,14 @@
 
 from seqgen.callbacks.images import ImageGrids
 from seqgen.callbacks.plots import ConfusionMatrixPlot, LossCurves
-from seqgen.callbacks.runtime import CheckpointExtras, EpochSeed, GracefulInterrupt, ModelSummary, RunCheckpoint, Throughput
+from seqgen.callbacks.runtime import (
+    CheckpointExtras,
+    EpochSeed,
+    GracefulInterrupt,
+    ModelSummary,
+    RunCheckpoint,
+    Throughput,
+)
 from seqgen.callbacks.text import TextSamples
 from seqgen.callbacks.translation import TranslationSamples
 
