@@ -215,12 +215,19 @@ def test_stochastic_binarisation():
 
 
 # -- GANs ------------------------------------------------------------------------------------------
-class _CountSteps(L.Callback):
-    def __init__(self):
-        self.d_acc: list[float] = []
+class _NetSnapshots(L.Callback):
+    """The GAN's weight tensors (not biases, which a saturated net may leave unchanged) at the
+    start and end of training."""
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.d_acc.append(float(trainer.callback_metrics["train/d_acc_fake_step"]))
+    def _take(self, pl_module):
+        return {net: {k: v.detach().clone() for k, v in getattr(pl_module, net).named_parameters() if k.endswith("weight")}
+                for net in ("generator", "discriminator")}
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = self._take(pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self.end = self._take(pl_module)
 
 
 class _CountOptimizerSteps(L.Callback):
@@ -234,17 +241,21 @@ class _CountOptimizerSteps(L.Callback):
             opt.register_step_post_hook(lambda *_, i=i: self.calls.__setitem__(i, self.calls[i] + 1))
 
 
-@pytest.mark.learning
 @pytest.mark.parametrize("n_critic", [1, 3])
-def test_gan_manual_optimisation_steps(tmp_path, n_critic, learn_seed, lesson):
-    accs, steps = _CountSteps(), _CountOptimizerSteps()
+def test_gan_manual_optimisation_steps(tmp_path, n_critic):
+    """n_critic discriminator steps per generator step, counted at the optimisers, and each step
+    moves its own net. (An earlier "D's accuracy on fakes moves by > 0.1" check was dropped: over
+    5 seeds x 2 thread counts it ranged 0.016-0.83, a seed-dependent trajectory, not a lesson.)"""
+    steps, snaps = _CountOptimizerSteps(), _NetSnapshots()
     cfg = make_cfg(tmp_path, ["task=digits_gan", "trainer.max_epochs=1", "trainer.limit_train_batches=12",
                               "trainer.limit_val_batches=1", f"model.n_critic={n_critic}", "model.eval_samples=50",
-                              "logger=none", f"seed={learn_seed}", *FAST])
-    run(cfg, extra_callbacks=[accs, steps])
+                              "logger=none", *FAST])
+    run(cfg, extra_callbacks=[steps, snaps])
     generator_steps, discriminator_steps = steps.calls
     assert (discriminator_steps, generator_steps) == (12, 12 // n_critic)
-    lesson("range of D's accuracy on fakes over 12 steps (it learns)", max(accs.d_acc) - min(accs.d_acc), ">", 0.1)
+    for net in ("generator", "discriminator"):
+        before, after = snaps.start[net], snaps.end[net]
+        assert before.keys() == after.keys() and all(not torch.equal(before[k], after[k]) for k in before), net
 
 
 def test_gan_nan_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):

@@ -100,13 +100,13 @@ def test_bad_names_and_sizes():
 
 @pytest.mark.slow
 @pytest.mark.learning
-def test_digits_lenet_reaches_98_percent(tmp_path, learn_seed, lesson):
+def test_digits_lenet_reaches_97_percent(tmp_path, learn_seed, lesson):
     from conftest import make_cfg
     from seqgen.train import run
 
     metrics = run(make_cfg(tmp_path, ["task=digits_lenet", "callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0",
                                       f"seed={learn_seed}"]))
-    lesson("test accuracy", metrics["test/acc"], ">=", 0.98)
+    lesson("test accuracy", metrics["test/acc"], ">=", 0.97)  # worst of 5 seeds x 2 thread counts: 0.983
     for png in ("confusion.png", "misclassified.png", "loss.png"):
         assert (tmp_path / "run" / "plots" / png).read_bytes()[:4] == b"\x89PNG", png
 
