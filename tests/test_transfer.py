@@ -83,23 +83,17 @@ def test_init_from_errors(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.learning
-def test_transfer_beats_scratch_with_10_labels_per_class(tmp_path, learn_seed, lesson):
-    """The worked example: LeNet features learnt on real MNIST 0-4 help learn 5-9 from 50 labels,
-    compared as medians over three seeds. One seed is not enough: over 5 seeds x 2 thread counts
-    the single-seed gain ranged from -12.2 to +8.2 points (median +4.4); seed 3 fine-tunes badly."""
-    import statistics
-
+def test_transfer_learns_5_to_9_from_10_labels_per_class(tmp_path, learn_seed, lesson):
+    """The worked example: LeNet features learnt on real MNIST 0-4, then 5-9 from 50 labels (frozen
+    backbone for 3 epochs, then fine-tuned). That transfer *beats* training from scratch is not
+    asserted: over 5 seeds x 2 thread counts the gain ranged from -12.2 to +8.2 points for one seed
+    (median +4.4) and from -4.4 to +5.2 for the median of three seeds, within seed noise (README)."""
     quiet = ["callbacks.progress_bar=null", "logger=none", "trainer.enable_model_summary=false", "trainer.num_sanity_val_steps=0",
-             "callbacks.loss_curves=null", "callbacks.confusion=null"]
-    run(make_cfg(tmp_path / "src", ["task=digits_lenet_0to4", f"seed={learn_seed}", *quiet]))
-    transfer, scratch = [], []
-    for seed in (learn_seed, learn_seed + 1, learn_seed + 2):
-        common = ["task=digits_transfer_0to4_5to9", f"seed={seed}", *quiet]
-        transfer.append(run(make_cfg(tmp_path / f"tl{seed}", [*common, f"model.init_from={tmp_path / 'src' / 'run'}"]))["test/acc"])
-        scratch.append(run(make_cfg(tmp_path / f"sc{seed}", [*common, "model.init_from=null",
-                                                              "model.freeze_backbone=false"]))["test/acc"])
-    lesson("median transfer - median scratch test accuracy, 3 seeds", statistics.median(transfer) - statistics.median(scratch),
-           ">", 0.01)
+             "callbacks.loss_curves=null", "callbacks.confusion=null", f"seed={learn_seed}"]
+    run(make_cfg(tmp_path / "src", ["task=digits_lenet_0to4", *quiet]))
+    transfer = run(make_cfg(tmp_path / "tl", ["task=digits_transfer_0to4_5to9", *quiet,
+                                              f"model.init_from={tmp_path / 'src' / 'run'}"]))
+    lesson("transferred test accuracy on 5-9 (chance 0.2)", transfer["test/acc"], ">", 0.65)
 
 
 def _bn(name: str, c: int) -> list[tuple[str, tuple[int, ...]]]:
