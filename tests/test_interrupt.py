@@ -41,6 +41,7 @@ def _train(tmp_path, name, overrides, extra=()):
     return proc, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_killed_mid_epoch_resumes_to_the_same_result(family, tmp_path):
     overrides, sig = FAMILIES[family]

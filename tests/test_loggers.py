@@ -11,6 +11,7 @@ from seqgen.train import run
 FAST = ["callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false"]
 
 
+@pytest.mark.slow
 def test_mlflow_sqlite_store_holds_params_metrics_and_images(tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -29,6 +30,7 @@ def test_mlflow_sqlite_store_holds_params_metrics_and_images(tmp_path):
     assert "samples/samples_test.png" in pngs
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_records_metrics_and_config(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_MODE", "offline")

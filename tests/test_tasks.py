@@ -45,7 +45,13 @@ class _DataValuesArrived(L.Callback):
             assert ours == theirs, f"model.{k}={ours!r} but the data module has {theirs!r}"
 
 
-@pytest.mark.parametrize("task", TASKS)
+# over 5 s each on the 2-core CI machine (big nets, or a sentencepiece model / source run to train first)
+SLOW_TASKS = {"cifar10_googlenet", "cifar10_densenet121", "cifar10_resnet18", "langid_multi30k_bigru",
+              "digits_transfer_0to4_5to9", "multi30k_de_en_attn", "lm_multi30k_langid", "char_lm", "langid_transfer_from_lm",
+              "digits_lenet_0to4"}
+
+
+@pytest.mark.parametrize("task", [pytest.param(t, marks=pytest.mark.slow) if t in SLOW_TASKS else t for t in TASKS])
 def test_task_runs_under_debug(task, tmp_path, data_dir, monkeypatch, no_network):
     monkeypatch.setenv("SEQGEN_OFFLINE", "1")
     common = ["callbacks.progress_bar=null", f"paths.data_dir={data_dir}"]
@@ -69,3 +75,7 @@ def test_task_file_is_global_package(task):
     text = (CONF / "task" / f"{task}.yaml").read_text()
     assert text.startswith("# @package _global_"), f"{task}.yaml must start with '# @package _global_'"
     assert yaml.safe_load(text)["task_name"] == task
+
+
+def test_slow_tasks_exist():
+    assert SLOW_TASKS <= set(TASKS)

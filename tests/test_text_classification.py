@@ -130,6 +130,7 @@ def test_padding_never_changes_outputs(net):
     assert torch.allclose(alone, out, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.learning
 def test_langid_learns_on_multi30k(data_dir, tmp_path, monkeypatch, learn_seed, lesson):
     monkeypatch.setenv("SEQGEN_OFFLINE", "1")
@@ -142,6 +143,7 @@ def test_langid_learns_on_multi30k(data_dir, tmp_path, monkeypatch, learn_seed, 
            0.95 if real else 0.6)
 
 
+@pytest.mark.slow
 def test_lm_initialises_the_text_classifier_ulmfit(data_dir, tmp_path, monkeypatch):
     """lm_multi30k_langid -> langid_transfer_from_lm: the same sentencepiece model (shared cache),
     embedding and LSTM copied exactly, the frozen backbone unchanged by the first epoch, and a

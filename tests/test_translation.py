@@ -291,6 +291,7 @@ def dates_run(tmp_path_factory):
     return run(cfg), tmp / "run"
 
 
+@pytest.mark.slow
 @pytest.mark.learning
 def test_dates_attn_learns_and_saves_translations(dates_run, lesson):
     import sacrebleu
@@ -309,6 +310,7 @@ def test_dates_attn_learns_and_saves_translations(dates_run, lesson):
     assert math.isfinite(metrics["val/ppl"]) and metrics["val/ppl"] >= 1.0
 
 
+@pytest.mark.slow
 def test_translate_cli_reads_text_files_and_stdin(dates_run, tmp_path):
     from seqgen.translate import TranslateArgs, translate
 
