@@ -42,9 +42,10 @@ test: install-dev
 test-fast: install-dev
 	$(PY) -m pytest -q -n 2 --dist loadgroup -p no:randomly -m "not slow" $(ARGS)
 
-# the whole suite in a random order (pytest-randomly; the seed is printed: -p randomly_seed=N repeats it)
+# the whole suite in a random order (pytest-randomly); the seed is printed, SEED=N repeats that order
 test-random: install-dev
-	$(PY) -m pytest -q -n 2 --dist loadgroup $(ARGS)
+	@seed=$${SEED:-$$RANDOM}; echo "pytest-randomly seed $$seed (make test-random SEED=$$seed repeats this order)"; \
+	  $(PY) -m pytest -q -n 2 --dist loadgroup --randomly-seed=$$seed $(ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check seqgen scripts tests benchmarks
