@@ -74,7 +74,7 @@ def test_task_runs_under_debug(task, tmp_path, data_dir, monkeypatch, no_network
 def test_task_file_is_global_package(task):
     text = (CONF / "task" / f"{task}.yaml").read_text()
     assert text.startswith("# @package _global_"), f"{task}.yaml must start with '# @package _global_'"
-    assert yaml.safe_load(text)["task_name"] == task
+    assert "task_name" not in yaml.safe_load(text), "task_name comes from the chosen task (conf/train.yaml), not restated"
 
 
 def test_slow_tasks_exist():
