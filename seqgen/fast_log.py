@@ -6,7 +6,13 @@ Every ``LightningModule.log`` call ends in ``_ResultCollection.log``, which call
 is every call after the first on a one-device run. The digits VAE logs five values per training step
 on a 1 ms step, so it spent about 0.75 ms per step there (``benchmarks/overhead.py``).
 
-``install()`` wraps ``_ResultMetric.to``: when it is asked for a plain device and every tensor
+Nothing is patched on import. :func:`installed` is a context manager that ``seqgen.train.run``
+enters for the length of one run and that restores Lightning's own ``to`` when the run ends, so
+the user's own LightningModules trained outside ``run`` never see it. It installs only on the
+Lightning versions it is tested on (``TESTED``; tests/test_fast_log.py holds the fast path to
+Lightning's own results), and not at all with ``SEQGEN_FAST_LOG=0``.
+
+The wrapper of ``_ResultMetric.to``: when it is asked for a plain device and every tensor
 the metric holds (its states, defaults, a wrapped torchmetrics Metric's states) is already on
 that device, it returns the metric as it is: the result the original gives (it moves only
 tensors and Metrics, found through mappings, sequences and dataclasses). Anything else (a real
@@ -15,8 +21,10 @@ move, dtype arguments, nesting deeper than the walk goes) takes the original pat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import os
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +32,7 @@ from typing import Any
 import torch
 
 _MAX_DEPTH = 8
+TESTED = ("2.4", "2.5", "2.6")  # Lightning major.minor versions whose _ResultMetric this matches
 
 
 class _Unsure(Exception):
@@ -72,12 +81,38 @@ def _as_device(args: tuple, kwargs: dict) -> torch.device | None:
         return None
 
 
+def supported() -> bool:
+    """Whether this Lightning is one the fast path is tested on (and not turned off)."""
+    import lightning
+
+    if os.environ.get("SEQGEN_FAST_LOG", "1") == "0":
+        return False
+    return ".".join(lightning.__version__.split(".")[:2]) in TESTED
+
+
+@contextlib.contextmanager
+def installed():
+    """Within the block, ``_ResultMetric.to`` takes the fast path (on a supported Lightning);
+    on leaving it, Lightning's own method is back. Nested blocks share one installation."""
+    ours = supported() and install()
+    try:
+        yield ours
+    finally:
+        if ours:
+            uninstall()
+
+
+_depth = 0
+
+
 def install() -> bool:
     """Wrap ``_ResultMetric.to`` once; False when this Lightning has no such class."""
     try:
         from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
     except ImportError:  # pragma: no cover - a Lightning without it
         return False
+    global _depth
+    _depth += 1
     if getattr(_ResultMetric.to, "_seqgen_fast", False):
         return True
     original = _ResultMetric.to
@@ -97,3 +132,14 @@ def install() -> bool:
     to.__doc__ = original.__doc__
     _ResultMetric.to = to
     return True
+
+
+def uninstall() -> None:
+    """Undo one :func:`install`; the last one puts Lightning's own ``to`` back."""
+    global _depth
+    from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
+
+    _depth = max(0, _depth - 1)
+    fast = _ResultMetric.__dict__.get("to")
+    if _depth == 0 and getattr(fast, "_seqgen_fast", False):
+        _ResultMetric.to = fast._seqgen_original

@@ -7,7 +7,6 @@ prints and saves the final metrics. Importable: tests and sweepers call it in-pr
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from pathlib import Path
@@ -15,19 +14,20 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from seqgen import fast_log
 from seqgen.callbacks import CheckpointExtras, EpochSeed, GracefulInterrupt, ModelSummary
 from seqgen.checkpoints import find_checkpoint, load_checkpoint, module_from_checkpoint
 from seqgen.config import validate
 from seqgen.console import quiet_console
+from seqgen.contracts import HasCheckpointExtras, HasEvalClassifier, HasUnusedParameters, Transferable
 from seqgen.errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
-from seqgen.utils import build, locate
+from seqgen.utils import build, check_keys
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -63,24 +63,20 @@ def _is_rank_zero() -> bool:
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
-    return build(_plain(cfg.data))
+    return build(_plain(cfg.data), "data")
 
 
 def build_model(cfg: DictConfig, dims: dict[str, Any]) -> L.LightningModule:
-    spec = _plain(cfg.model)
-    cls = locate(spec["_target_"])
-    params = inspect.signature(cls).parameters
-    accepts_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    extra = {k: v for k, v in dims.items() if accepts_all or k in params}
-    return build(spec, **extra)
+    """The model, offered the data module's ``dims``: each goes to the model where its constructor
+    names it (``vocab_size``, ``num_classes``, ``in_channels``, ...)."""
+    return build(_plain(cfg.model), "model", offered=dims)
 
 
-def _instantiate_group(group: Any) -> list[Any]:
-    out = []
-    for _, conf in (group or {}).items():
-        if conf is not None and "_target_" in conf:
-            out.append(instantiate(conf))
-    return out
+def _build_group(cfg: DictConfig, group: str) -> list[Any]:
+    """The callbacks or loggers of ``cfg[group]``: one object per entry with a ``_target_``."""
+    node = cfg.get(group) or {}
+    return [build(_plain(conf), f"{group}.{name}") for name, conf in node.items()
+            if conf is not None and "_target_" in conf]
 
 
 def newest_last_checkpoint(cfg: DictConfig, task: str) -> str | None:
@@ -131,30 +127,31 @@ def apply_init_from(model: L.LightningModule, resuming: bool, cfg: DictConfig | 
     """Transfer learning: load the backbone named by the model's ``init_from`` (unless resuming,
     when the resumed checkpoint already holds the trained weights). Text models must share the
     source's tokenizer: embeddings of another vocabulary would be rows of the wrong words."""
-    source = getattr(model, "init_from", None)
-    if source and not resuming and str(source).startswith(("torchvision:", "timm:")):
+    if not isinstance(model, Transferable) or not model.init_from or resuming:
+        return
+    source = str(model.init_from)
+    if source.startswith(("torchvision:", "timm:")):
         from seqgen.checkpoints import pretrained_state
 
-        model.loaded_from_init = model.load_backbone_in_order(pretrained_state(str(source)), str(source))
+        model.loaded_from_init = model.load_backbone_in_order(pretrained_state(source), source)
         return
-    if source and not resuming and hasattr(model, "load_backbone_state"):
-        path = resolve_reference(source, cfg, "model.init_from")
-        ckpt = load_checkpoint(path)
-        theirs = (ckpt.get("seqgen") or {}).get("tokenizer")
-        ours = datamodule.checkpoint_extras().get("tokenizer") if hasattr(datamodule, "checkpoint_extras") else None
-        if theirs is not None and ours is not None and theirs != ours:
-            raise CheckpointError(f"model.init_from={path}: that run's tokenizer ({theirs.get('kind')}) differs from this "
-                                  "data's; text transfer needs the same vocabulary (same tokenizer settings and "
-                                  "training text)")
-        model.loaded_from_init = model.load_backbone_state(ckpt["state_dict"], str(path))
+    path = resolve_reference(source, cfg, "model.init_from")
+    ckpt = load_checkpoint(path)
+    theirs = (ckpt.get("seqgen") or {}).get("tokenizer")
+    ours = datamodule.checkpoint_extras().get("tokenizer") if isinstance(datamodule, HasCheckpointExtras) else None
+    if theirs is not None and ours is not None and theirs != ours:
+        raise CheckpointError(f"model.init_from={path}: that run's tokenizer ({theirs.get('kind')}) differs from this "
+                              "data's; text transfer needs the same vocabulary (same tokenizer settings and "
+                              "training text)")
+    model.loaded_from_init = model.load_backbone_state(ckpt["state_dict"], str(path))
 
 
 def attach_eval_classifier(model: L.LightningModule, dims: dict[str, Any], cfg: DictConfig | None = None) -> None:
     """Generative models with ``eval_classifier`` (a seqgen Classifier checkpoint) get that
     classifier, frozen, for their sample-quality metrics (it is not part of their checkpoints)."""
-    ref = getattr(model, "eval_classifier", None)
-    if not ref:
+    if not isinstance(model, HasEvalClassifier) or not model.eval_classifier:
         return
+    ref = model.eval_classifier
     from seqgen.models import Classifier
 
     path = resolve_reference(ref, cfg, "model.eval_classifier")
@@ -236,10 +233,9 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, ...] = ()) -> dict[str, float]:
-    """Train (and test) the task described by ``cfg``; return the final metrics.
-    ``extra_callbacks`` join the configured ones (e.g. a Throughput timer from Python)."""
-    quiet_console()
+def check_config(cfg: DictConfig) -> None:
+    """Before anything is read or written: no required value missing, every value allowed, and
+    every key of every ``_target_`` mapping accepted by its target (a misspelt key names itself)."""
     if isinstance(cfg, DictConfig):
         user = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         missing = sorted(OmegaConf.missing_keys(user))
@@ -248,6 +244,106 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
         validate(OmegaConf.to_container(user, resolve=False))
     else:
         validate(cfg)
+    for group in ("data", "model", "trainer", "callbacks", "logger"):
+        check_keys(_plain(cfg.get(group)), group)
+
+
+def prepare_data(datamodule: L.LightningDataModule) -> None:
+    """Download/verify on one process per machine (Lightning's rule; DDP ranks are separate
+    processes that each run this function), then set up the splits, which ``dims`` needs."""
+    if _is_rank_zero():
+        datamodule.prepare_data()
+    datamodule.setup("fit")
+
+
+def build_model_for(cfg: DictConfig, datamodule: L.LightningDataModule, resuming: bool) -> L.LightningModule:
+    """The model for this data, with its transfer source loaded and its evaluation classifier
+    attached (both named by the model: ``init_from``, ``eval_classifier``)."""
+    model = build_model(cfg, datamodule.dims)
+    apply_init_from(model, resuming=resuming, cfg=cfg, datamodule=datamodule)
+    attach_eval_classifier(model, datamodule.dims, cfg)
+    return model
+
+
+class _RunParts:
+    """What ``build_trainer`` makes and ``run`` uses afterwards."""
+
+    def __init__(self, trainer: L.Trainer, loggers: list[Any], interrupt: GracefulInterrupt, started: _TrainingStarted):
+        self.trainer, self.loggers, self.interrupt, self.started = trainer, loggers, interrupt, started
+
+
+def build_trainer(cfg: DictConfig, model: L.LightningModule, extra_callbacks: list[L.Callback] | tuple[L.Callback, ...],
+                  output_dir: Path) -> _RunParts:
+    """Callbacks (configured, the caller's, and seqgen's own), loggers and the Trainer."""
+    callbacks = _build_group(cfg, "callbacks") + list(extra_callbacks)
+    loggers = _build_group(cfg, "logger")
+    if not loggers:  # LearningRateMonitor needs a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if cfg.get("seed") is not None:
+        callbacks.append(EpochSeed(cfg.seed))
+    callbacks.append(CheckpointExtras(str(cfg.task_name)))
+    if cfg.trainer.get("enable_model_summary", True) is not False and not cfg.trainer.get("fast_dev_run"):
+        callbacks.append(ModelSummary(max_depth=1))  # Lightning's, without its all-zero FLOPs column
+    interrupt, started = GracefulInterrupt(_last_checkpoint_dir(callbacks, output_dir)), _TrainingStarted()
+    callbacks += [interrupt, started]
+    overrides: dict[str, Any] = {}
+    if isinstance(model, HasUnusedParameters) and model.ddp_unused_parameters and cfg.trainer.get("strategy") == "ddp":
+        # a GAN's discriminator step leaves the generator without gradients: DDP must be told
+        overrides["strategy"] = "ddp_find_unused_parameters_true"
+    trainer = build(_plain(cfg.trainer), "trainer", callbacks=callbacks, logger=loggers or False,
+                    plugins=[AtomicCheckpointIO()], **overrides)
+    for lg in loggers:
+        if hasattr(lg, "log_hyperparams"):
+            # the model's own hyperparameters are logged by Lightning; add what chose the data and the trainer
+            lg.log_hyperparams({"task_name": str(cfg.task_name), "seed": cfg.get("seed"),
+                                "data": _plain(cfg.data), "trainer": {k: v for k, v in _plain(cfg.trainer).items()
+                                                                      if k != "_target_"}})
+    return _RunParts(trainer, loggers, interrupt, started)
+
+
+def fit(cfg: DictConfig, parts: _RunParts, model: L.LightningModule, datamodule: L.LightningDataModule,
+        ckpt_path: str | None) -> None:
+    """``trainer.fit``, its faults turned into errors that say what was kept and how to go on."""
+    trainer, interrupt = parts.trainer, parts.interrupt
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except NonFiniteLossError as e:
+        last = last_checkpoint_path(trainer)
+        raise NonFiniteLossError(f"{e} Last good checkpoint: {last or 'none was saved before the fault'}") from e
+    except SIGTERMException as e:
+        import signal
+
+        signum = interrupt.signum or signal.SIGTERM
+        where = interrupt.saved or "none (the interruption came before training started)"
+        raise TrainingInterrupted(
+            f"{signal.Signals(signum).name} at epoch {trainer.current_epoch}, global step {trainer.global_step}: "
+            f"stopped after the batch, checkpoint {where}. Resume with: python scripts/train.py "
+            f"task={cfg.task_name} ckpt_path=last (plus this run's overrides)", signum) from e
+    if ckpt_path is not None and not parts.started.fired:  # the resumed run had already reached its end
+        _say(f"ckpt_path={ckpt_path}: that run is complete (epoch {trainer.current_epoch}, global step "
+             f"{trainer.global_step}, trainer.max_epochs={cfg.trainer.get('max_epochs')}); nothing left to train"
+             + (", testing its best checkpoint" if cfg.get("test", True) else ""))
+
+
+def test_checkpoint(cfg: DictConfig, trainer: L.Trainer, ckpt_path: str | None) -> str | None:
+    """What the test split is evaluated with: after training, the best checkpoint (by ``monitor``;
+    the weights in memory when no best was kept); without training, the ``ckpt_path`` given (or
+    the weights as built)."""
+    if not cfg.get("train", True):
+        return ckpt_path or None
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    return best or None
+
+
+def _scalars(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+
+
+def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, ...] = ()) -> dict[str, float]:
+    """Train (and test) the task described by ``cfg``; return the final metrics.
+    ``extra_callbacks`` join the configured ones (e.g. a Throughput timer from Python)."""
+    quiet_console()
+    check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     _check_writable(output_dir)
     if cfg.get("seed") is not None:
@@ -256,73 +352,26 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
 
     datamodule = build_datamodule(cfg)
-    if _is_rank_zero():
-        datamodule.prepare_data()
-    datamodule.setup("fit")
-    model = build_model(cfg, datamodule.dims)
-    apply_init_from(model, resuming=ckpt_path is not None, cfg=cfg, datamodule=datamodule)
-    attach_eval_classifier(model, datamodule.dims, cfg)
-
-    callbacks = _instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
-    loggers = _instantiate_group(cfg.get("logger"))
-    if not loggers:  # LearningRateMonitor needs a logger
-        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
-    if cfg.get("seed") is not None:
-        callbacks.append(EpochSeed(cfg.seed))
-    callbacks.append(CheckpointExtras(str(cfg.task_name)))
-    if cfg.trainer.get("enable_model_summary", True) is not False and not cfg.trainer.get("fast_dev_run"):
-        callbacks.append(ModelSummary(max_depth=1))  # Lightning's, without its all-zero FLOPs column
-    interrupt = GracefulInterrupt(_last_checkpoint_dir(callbacks, output_dir))
-    started = _TrainingStarted()
-    callbacks += [interrupt, started]
-    strategy = {}
-    if getattr(model, "ddp_unused_parameters", False) and cfg.trainer.get("strategy") == "ddp":
-        # a GAN's discriminator step leaves the generator without gradients: DDP must be told
-        strategy = {"strategy": "ddp_find_unused_parameters_true"}
-    try:
-        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                         plugins=[AtomicCheckpointIO()], **strategy)
-    except TypeError as e:
-        raise ConfigError(f"trainer: {e}") from e
-    for lg in loggers:
-        if hasattr(lg, "log_hyperparams"):
-            # the model's own hyperparameters are logged by Lightning; add what chose the data and the trainer
-            lg.log_hyperparams({"task_name": str(cfg.task_name), "seed": cfg.get("seed"),
-                                "data": _plain(cfg.data), "trainer": {k: v for k, v in _plain(cfg.trainer).items()
-                                                                      if k != "_target_"}})
-
-    if cfg.get("train", True):
-        try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        except NonFiniteLossError as e:
-            last = last_checkpoint_path(trainer)
-            raise NonFiniteLossError(f"{e} Last good checkpoint: {last or 'none was saved before the fault'}") from e
-        except SIGTERMException as e:
-            import signal
-
-            signum = interrupt.signum or signal.SIGTERM
-            where = interrupt.saved or "none (the interruption came before training started)"
-            raise TrainingInterrupted(
-                f"{signal.Signals(signum).name} at epoch {trainer.current_epoch}, global step {trainer.global_step}: "
-                f"stopped after the batch, checkpoint {where}. Resume with: python scripts/train.py "
-                f"task={cfg.task_name} ckpt_path=last (plus this run's overrides)", signum) from e
-        if ckpt_path is not None and not started.fired:  # the resumed run had already reached its end
-            _say(f"ckpt_path={ckpt_path}: that run is complete (epoch {trainer.current_epoch}, global step "
-                 f"{trainer.global_step}, trainer.max_epochs={cfg.trainer.get('max_epochs')}); nothing left to train"
-                 + (", testing its best checkpoint" if cfg.get("test", True) else ""))
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
-    if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        test_ckpt = best if (best and cfg.get("train", True)) else None
-        if not cfg.get("train", True) and ckpt_path:
-            test_ckpt = ckpt_path
-        trainer.test(model, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True, verbose=False)  # one table: ours
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1})
+    prepare_data(datamodule)
+    model = build_model_for(cfg, datamodule, resuming=ckpt_path is not None)
+    parts = build_trainer(cfg, model, extra_callbacks, output_dir)
+    with fast_log.installed():  # Lightning's own logging path is back when the run ends
+        if cfg.get("train", True):
+            fit(cfg, parts, model, datamodule, ckpt_path)
+        metrics = _scalars(parts.trainer)
+        if cfg.get("test", True):
+            parts.trainer.test(model, datamodule=datamodule, ckpt_path=test_checkpoint(cfg, parts.trainer, ckpt_path),
+                               weights_only=True, verbose=False)  # one table: ours
+            metrics.update(_scalars(parts.trainer))
     _report(metrics, output_dir, f"{cfg.task_name}: final metrics")
+    _finish_loggers(parts.loggers)
+    return metrics
+
+
+def _finish_loggers(loggers: list[Any]) -> None:
     for lg in loggers:  # a W&B run stays open (and swallows the next run in this process) until finished
         if type(lg).__name__ == "WandbLogger" and _is_rank_zero():
             lg.experiment.finish()
-    return metrics
 
 
 def reproducible_blas(cfg: DictConfig, environ: dict[str, str] | None = None) -> bool:

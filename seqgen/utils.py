@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,24 +25,71 @@ def locate(path: str) -> Any:
         raise ConfigError(f"{module_name!r} has no attribute {attr!r} (from _target_ {path!r})") from None
 
 
-def build(spec: Any, **kwargs: Any) -> Any:
-    """Build an object from a ``{"_target_": "...", **params}`` mapping (or return it as is).
+def parameters(target: Any) -> tuple[list[str], bool]:
+    """The keyword parameters ``target`` accepts, and whether it also takes ``**kwargs``."""
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):  # a builtin without a signature: let the call itself judge
+        return [], True
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = [n for n, p in sig.parameters.items() if p.kind in kinds and n != "self"]
+    return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def _check_own_keys(spec: Mapping[str, Any], where: str) -> None:
+    target = locate(spec["_target_"])
+    # a factory that forwards **kwargs to a class it picks (``nets.vision.build_net``) names that
+    # class's parameters through ``accepted_keys(spec)``
+    names, var_kw = target.accepted_keys(spec) if hasattr(target, "accepted_keys") else parameters(target)
+    unknown = [k for k in spec if k != "_target_" and k not in names]
+    if unknown and not var_kw:
+        at = f"{where}." if where else ""
+        raise ConfigError(f"unknown key {', '.join(at + k for k in unknown)} for {spec['_target_']}; "
+                          f"it accepts: {', '.join(names)}")
+
+
+def check_keys(spec: Any, where: str = "") -> None:
+    """Raise :class:`ConfigError` for a key of a ``{"_target_": ...}`` mapping (at any depth,
+    lists included) that its target does not accept, naming the key's full path and listing what
+    the target accepts. Targets that take ``**kwargs`` are left to their own constructor."""
+    if isinstance(spec, Mapping):
+        if "_target_" in spec:
+            _check_own_keys(spec, where)
+        for k, v in spec.items():
+            check_keys(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(spec, (list, tuple)):
+        for i, v in enumerate(spec):
+            check_keys(v, f"{where}[{i}]")
+
+
+def build(spec: Any, where: str = "", offered: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+    """Build an object from a ``{"_target_": "...", **params}`` mapping (or return it as is): the
+    one way seqgen builds data modules, models, nets, callbacks, loggers and the trainer.
 
     Models take their nets as such plain mappings, so that the hyperparameters saved in a
     checkpoint are plain data: ``load_from_checkpoint`` works with ``weights_only=True`` and
-    no Hydra at load time. Extra ``kwargs`` (e.g. ``vocab_size`` from the data) are merged in.
+    no Hydra at load time. A key the target does not accept is an error naming it (``where`` is
+    the key's place in the config, e.g. ``model.net``). ``kwargs`` are merged over the spec;
+    ``offered`` values (the data's dimensions: ``vocab_size``, ``num_classes``, ...) are passed
+    only where the target names them and the spec does not set them.
     """
     if not isinstance(spec, Mapping):
         return spec
-    params = {k: v for k, v in spec.items() if k != "_target_"}
     if "_target_" not in spec:
-        raise ConfigError(f"expected a mapping with a '_target_' key, got keys {sorted(spec)}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping with a '_target_' key, got keys {sorted(spec)}")
+    _check_own_keys(spec, where)
     target = locate(spec["_target_"])
+    params = {k: v for k, v in spec.items() if k != "_target_"}
+    names, _ = parameters(target)
+    for k, v in (offered or {}).items():
+        if k in names and k not in params:
+            params[k] = v
     params.update(kwargs)
     try:
         return target(**params)
     except TypeError as e:
-        raise ConfigError(f"cannot build {spec['_target_']} with {sorted(params)}: {e}") from e
+        raise ConfigError(f"cannot build {where + ' = ' if where else ''}{spec['_target_']} with "
+                          f"{sorted(params)}: {e}") from e
 
 
 def to_plain(obj: Any) -> Any:

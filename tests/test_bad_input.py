@@ -69,6 +69,16 @@ CATALOGUE = {
     # row: (overrides or a function building them, exception, words the message must contain)
     "unknown task": (["task=digits_mpl"], MissingConfigException, "digits_mlp"),
     "misspelled key": (["task=digits_mlp", "trainer.max_epoch=3"], ConfigCompositionException, "max_epoch"),
+    # a key no constructor accepts, anywhere in the tree (a model, a net, a catalogue net, the data, a callback)
+    "misspelt model key": (["task=digits_mlp", "+model.dropuot=0.5"], ConfigError, "unknown key model.dropuot"),
+    "misspelt net key": (["task=char_lm", "+model.net.hiden_size=8"], ConfigError, "unknown key model.net.hiden_size"),
+    "misspelt catalogue net key": (["task=digits_lenet", "+model.net.dropuot=0.5"], ConfigError,
+                                   "unknown key model.net.dropuot"),
+    "misspelt data key": (["task=digits_mlp", "+data.batchsize=8"], ConfigError, "unknown key data.batchsize"),
+    "misspelt callback key": (["task=digits_mlp", "+callbacks.early_stopping.patiense=3"], ConfigError,
+                              "unknown key callbacks.early_stopping.patiense"),
+    "misspelt augmentation key": (["task=digits_lenet", "+model.augment.0.degres=3"], ConfigError,
+                                  "unknown key model.augment[0].degres"),
     "wrong value type": (["task=digits_mlp", "data.batch_size=abc"], ConfigError, "data.batch_size"),
     "negative size": (["task=digits_mlp", "model.net.hidden_sizes=[64,-3]"], ConfigError, "hidden"),
     "zero size": (["task=char_lm", "data.bptt=0"], ConfigError, "data.bptt"),
@@ -194,3 +204,40 @@ def test_tokenizer_settings_are_checked_per_kind():
     with pytest.warns(UserWarning, match="kind=char: model_type=bpe, vocab_size=8000 not used"):
         tok = train_seq_tokenizer(lines, {"kind": "char", "vocab_size": 8000, "model_type": "bpe"}, "/nonexistent")
     assert tok.decode(tok.encode("a few")) == "a few"
+
+
+def test_a_misspelt_key_fails_before_any_data_is_read(tmp_path, monkeypatch):
+    import seqgen.train
+
+    def no_data(cfg):
+        raise AssertionError("the data module was built before the config was checked")
+
+    monkeypatch.setattr(seqgen.train, "build_datamodule", no_data)
+    with pytest.raises(ConfigError, match="unknown key model.net.hiden_sizes for seqgen.nets.MLP; it accepts: "):
+        run(make_cfg(tmp_path, ["task=digits_mlp", "+model.net.hiden_sizes=[8]", *FAST]))
+
+
+def test_a_misspelt_key_in_a_task_file_names_it(tmp_path):
+    """The same check holds for a key written in a recipe (here a user's task file that builds on
+    digits_mlp), not only for command-line overrides."""
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from conftest import CONF
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "task" / "my_mlp.yaml").write_text("# @package _global_\ndefaults:\n  - digits_mlp\n\n"
+                                                "model:\n  net:\n    activaton: tanh\n")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf)):
+        cfg = compose("train", overrides=["task=my_mlp", *FAST], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir, cfg.paths.log_dir = str(tmp_path / "run"), str(tmp_path / "outputs")
+    with pytest.raises(ConfigError, match=r"unknown key model\.net\.activaton .*it accepts: .*activation"):
+        run(cfg)

@@ -1,6 +1,6 @@
-"""The no-op fast path for Lightning's ``_ResultMetric.to`` (seqgen/models/_fast_log.py): taken
-when nothing has to move, never when something does, and a run logs exactly the same metrics
-with and without it."""
+"""The no-op fast path for Lightning's ``_ResultMetric.to`` (seqgen/fast_log.py): installed only
+for the length of a run (importing seqgen patches nothing), taken when nothing has to move, never
+when something does, and a run logs exactly the same metrics with and without it."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import torch
 from lightning.pytorch.trainer.connectors.logger_connector.result import _Metadata, _ResultMetric, _Sync
 from torchmetrics.classification import MulticlassAccuracy
 
-import seqgen.models  # noqa: F401  (installs the fast path)
 from conftest import make_cfg
-from seqgen.models import _fast_log
+from seqgen import fast_log as _fast_log
 from seqgen.train import run
+
+LIGHTNINGS_TO = _ResultMetric.__dict__["to"]  # as Lightning defines it (tests import no seqgen before this)
 
 
 def _metric(value) -> _ResultMetric:
@@ -24,9 +25,15 @@ def _metric(value) -> _ResultMetric:
 
 
 @pytest.fixture
-def original_calls(monkeypatch):
+def fast():
+    with _fast_log.installed() as on:
+        assert on, "this Lightning is not one fast_log is tested on (fast_log.TESTED)"
+        yield _ResultMetric.to
+
+
+@pytest.fixture
+def original_calls(monkeypatch, fast):
     """Count calls that reach Lightning's own ``to``."""
-    fast = _ResultMetric.to
     original = fast._seqgen_original
     calls = []
     cell = fast.__closure__[fast.__code__.co_freevars.index("original")]
@@ -34,10 +41,59 @@ def original_calls(monkeypatch):
     return calls
 
 
-def test_installed_once_and_idempotent():
-    assert _ResultMetric.to._seqgen_fast
-    before = _ResultMetric.to
-    assert _fast_log.install() and _ResultMetric.to is before
+def test_importing_seqgen_leaves_lightning_untouched():
+    import seqgen.callbacks  # noqa: F401
+    import seqgen.models  # noqa: F401
+    import seqgen.train  # noqa: F401
+
+    assert _ResultMetric.__dict__["to"] is LIGHTNINGS_TO and not hasattr(_ResultMetric.to, "_seqgen_fast")
+
+
+def test_importing_seqgen_models_in_a_fresh_process_patches_nothing():
+    import subprocess
+    import sys
+
+    code = ("from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric as R\n"
+            "before = R.__dict__['to']\nimport seqgen.models, seqgen.train\n"
+            "assert R.__dict__['to'] is before, 'patched on import'\nprint('untouched')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "untouched" in out.stdout, out.stderr
+
+
+def test_installed_for_the_block_only_and_nested_blocks_share_it():
+    with _fast_log.installed():
+        inner = _ResultMetric.to
+        assert inner._seqgen_fast and inner._seqgen_original is LIGHTNINGS_TO
+        with _fast_log.installed():
+            assert _ResultMetric.to is inner
+        assert _ResultMetric.to is inner  # the outer block still holds it
+    assert _ResultMetric.__dict__["to"] is LIGHTNINGS_TO
+
+
+def test_a_run_restores_lightnings_own_method(tmp_path):
+    seen = []
+
+    import lightning as L
+
+    class Spy(L.Callback):
+        def on_train_batch_end(self, *args):
+            seen.append(getattr(_ResultMetric.to, "_seqgen_fast", False))
+
+    run(make_cfg(tmp_path, ["task=digits_mlp", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                            "callbacks.progress_bar=null", "test=false", "logger=none"]), extra_callbacks=[Spy()])
+    assert seen == [True, True] and _ResultMetric.__dict__["to"] is LIGHTNINGS_TO
+
+
+def test_off_on_an_untested_lightning_or_when_asked(monkeypatch):
+    import lightning
+
+    monkeypatch.setattr(lightning, "__version__", "9.0.0")
+    with _fast_log.installed() as on:
+        assert not on and _ResultMetric.__dict__["to"] is LIGHTNINGS_TO
+    monkeypatch.setattr(lightning, "__version__", "2.6.6")
+    monkeypatch.setenv("SEQGEN_FAST_LOG", "0")
+    with _fast_log.installed() as on:
+        assert not on and _ResultMetric.__dict__["to"] is LIGHTNINGS_TO
 
 
 def test_nothing_to_move_returns_the_metric_without_lightnings_rebuild(original_calls):
@@ -72,7 +128,7 @@ def test_a_metric_inside_on_another_device_is_not_skipped():
 def test_logged_metrics_identical_with_and_without_fast_path(tmp_path, monkeypatch):
     overrides = ["task=digits_vae", "trainer.max_epochs=2", "callbacks.progress_bar=null", "test=false"]
     fast = run(make_cfg(tmp_path / "fast", overrides))
-    monkeypatch.setattr(_ResultMetric, "to", _ResultMetric.to._seqgen_original)
+    monkeypatch.setenv("SEQGEN_FAST_LOG", "0")  # Lightning's own path throughout
     slow = run(make_cfg(tmp_path / "slow", overrides))
     assert fast.keys() == slow.keys() and {"train/loss_epoch", "val/elbo", "train/beta"} <= fast.keys()
     assert fast == slow  # bit-identical: the fast path returns the very same tensors

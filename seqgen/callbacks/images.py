@@ -16,6 +16,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
+from seqgen.contracts import HasLatentScatter, HasVisuals
+
 
 def make_grid(images: Tensor, nrow: int = 8, padding: int = 2, scale: int = 1, pad_value: float = 1.0) -> Tensor:
     """Tile ``(N, C, H, W)`` images in [0, 1] into one ``(C, H', W')`` image, ``nrow`` per row,
@@ -74,9 +76,9 @@ class ImageGrids(L.Callback):
         self.every_n_epochs, self.dirname, self.scale = every_n_epochs, dirname, scale
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str, step: int) -> None:
-        visuals = getattr(pl_module, "visuals", None)
-        if visuals is None:
+        if not isinstance(pl_module, HasVisuals):
             return
+        visuals = pl_module.visuals
         was_training = pl_module.training
         pl_module.eval()
         try:
@@ -90,8 +92,7 @@ class ImageGrids(L.Callback):
             path = folder / f"{name}_{tag}.png"
             save_png(grid, path)
             log_image(trainer, f"{self.dirname}/{name}", grid, path, step)
-        scatter = getattr(pl_module, "latent_scatter", None)
-        points = scatter() if scatter is not None else None
+        points = pl_module.latent_scatter() if isinstance(pl_module, HasLatentScatter) else None
         if points is not None:
             write_scatter(Path(trainer.default_root_dir) / "plots" / "latent.png", *points)
 

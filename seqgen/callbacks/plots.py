@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from seqgen.contracts import HasClasses, HasConfusion
+
 
 class LossCurves(L.Callback):
     """Records the training loss every ``every_n_steps`` and each validation metric named in
@@ -98,14 +100,15 @@ class ConfusionMatrixPlot(L.Callback):
 
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        cm = getattr(pl_module, "test_confusion", None)
-        if cm is None:
+        if not isinstance(pl_module, HasConfusion) or pl_module.test_confusion is None:
             return
-        classes = getattr(trainer.datamodule, "classes", None) or [str(i) for i in range(cm.size(0))]
+        cm = pl_module.test_confusion
+        dm = trainer.datamodule
+        classes = (dm.classes if isinstance(dm, HasClasses) else None) or [str(i) for i in range(cm.size(0))]
         folder = Path(trainer.default_root_dir) / self.dirname
         folder.mkdir(parents=True, exist_ok=True)
         write_confusion(folder / "confusion.png", cm, classes)
-        mistakes = getattr(pl_module, "test_mistakes", None)
+        mistakes = pl_module.test_mistakes
         if mistakes:
             write_mistakes(folder / "misclassified.png", mistakes, classes)
 

@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from seqgen.contracts import Generates, HasTokenizer
+
 
 class TextSamples(L.Callback):
     """Sample ``num_samples`` continuations of ``prompt`` after every validation (and after test).
@@ -28,9 +30,10 @@ class TextSamples(L.Callback):
         return Path(trainer.default_root_dir) / self.dirname
 
     def sample(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str) -> list[str]:
-        tokenizer = getattr(trainer.datamodule, "tokenizer", None)
-        if tokenizer is None or not hasattr(pl_module, "generate"):
+        dm = trainer.datamodule
+        if not isinstance(dm, HasTokenizer) or dm.tokenizer is None or not isinstance(pl_module, Generates):
             return []
+        tokenizer = dm.tokenizer
         ids = tokenizer.encode(self.prompt)
         if not ids:
             return []

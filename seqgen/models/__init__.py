@@ -1,6 +1,5 @@
 """LightningModules, one per training objective. Importable without Hydra."""
 
-from seqgen.models import _fast_log
 from seqgen.models.autoencoder import VAE, AutoEncoder
 from seqgen.models.base import SeqgenModule
 from seqgen.models.classifier import Classifier
@@ -9,7 +8,5 @@ from seqgen.models.language_model import LanguageModel
 from seqgen.models.rbm import DBNPretraining
 from seqgen.models.sequence_model import SequenceModel
 from seqgen.models.translator import Translator
-
-_fast_log.install()  # self.log without Lightning's per-call rebuild of every logged metric
 
 __all__ = ["VAE", "AutoEncoder", "Classifier", "DBNPretraining", "GAN", "LanguageModel", "SeqgenModule", "SequenceModel", "Translator"]

@@ -71,7 +71,7 @@ class AutoEncoder(_ImageModel):
                  noise_level: float = 0.0, sparsity: str | None = None, sparsity_weight: float = 1e-3,
                  sparsity_target: float = 0.05, optimizer: dict[str, Any] | None = None,
                  scheduler: dict[str, Any] | None = None, skip_nonfinite: bool = False, compile: bool = False,
-                 **dims: Any):
+                 in_channels: int | None = None, image_size: int | list[int] | None = None):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
         _check_likelihood(likelihood)
         if sparsity not in SPARSITY:
@@ -83,7 +83,7 @@ class AutoEncoder(_ImageModel):
         if not 0.0 < sparsity_target < 1.0:
             raise ConfigError(f"sparsity_target must be in (0, 1), got {sparsity_target}")
         self.save_hparams_with_net(net)
-        self.net = build_net(net, **dims)
+        self.net = build_net(net, in_channels=in_channels, image_size=image_size)
         self.likelihood, self.noise, self.noise_level = likelihood, noise, noise_level
         self.sparsity, self.sparsity_weight, self.sparsity_target = sparsity, sparsity_weight, sparsity_target
         self._examples: tuple[Tensor, Tensor] | None = None
@@ -164,7 +164,8 @@ class VAE(_ImageModel):
     def __init__(self, net: dict[str, Any] | torch.nn.Module, likelihood: str = "bernoulli", beta: float = 1.0,
                  kl_warmup_steps: int = 0, iwae_k: int = 100, num_samples: int = 64,
                  optimizer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
-                 skip_nonfinite: bool = False, compile: bool = False, **dims: Any):
+                 skip_nonfinite: bool = False, compile: bool = False, in_channels: int | None = None,
+                 image_size: int | list[int] | None = None):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
         _check_likelihood(likelihood)
         if not isinstance(beta, (int, float)) or beta < 0:
@@ -174,7 +175,7 @@ class VAE(_ImageModel):
         if isinstance(net, dict):
             net = {**to_plain(net), "code_factor": 2}  # the encoder outputs mean and log-variance
         self.save_hparams_with_net(net)
-        self.net = build_net(net, **dims)
+        self.net = build_net(net, in_channels=in_channels, image_size=image_size)
         self.latent_dim = self.net.latent_dim
         self.likelihood, self.beta, self.kl_warmup_steps, self.iwae_k = likelihood, float(beta), kl_warmup_steps, iwae_k
         self.num_samples = num_samples

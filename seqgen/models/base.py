@@ -12,19 +12,18 @@ from torch import Tensor
 
 from seqgen.errors import NonFiniteLossError
 from seqgen.models.optim import build_optimizer, build_scheduler, param_groups
-from seqgen.utils import build, locate, to_plain
+from seqgen.utils import build, to_plain
 
 
-def build_net(spec: dict[str, Any] | torch.nn.Module, **dims: Any) -> torch.nn.Module:
-    """Build a net from a plain ``{"_target_": ...}`` mapping, passing the data dimensions
-    (``num_classes``, ``in_channels``, ``image_size``, ...) that its constructor accepts and the
-    spec does not set. A ready ``nn.Module`` is returned as is."""
+def build_net(spec: dict[str, Any] | torch.nn.Module, where: str = "model.net", **dims: Any) -> torch.nn.Module:
+    """Build a net from a plain ``{"_target_": ...}`` mapping with :func:`seqgen.utils.build`,
+    offering it the data dimensions (``num_classes``, ``in_channels``, ``image_size``, ...; None
+    ones are left out): those its constructor names and the spec does not set. A key of the spec
+    that the net does not accept is an error naming ``where.<key>``. A ready ``nn.Module`` is
+    returned as is."""
     if not isinstance(spec, dict):
         return spec
-    import inspect
-
-    accepted = inspect.signature(locate(spec["_target_"])).parameters
-    return build(to_plain(spec), **{k: v for k, v in dims.items() if k in accepted and k not in spec})
+    return build(to_plain(spec), where=where, offered={k: v for k, v in dims.items() if v is not None})
 
 
 class SeqgenModule(L.LightningModule):

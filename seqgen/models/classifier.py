@@ -50,12 +50,18 @@ class Classifier(SeqgenModule):
                  init_from: str | None = None, freeze_backbone: bool = False, unfreeze_at_epoch: int | None = None,
                  backbone_lr_mult: float = 1.0, channels_last: bool = False,
                  optimizer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
-                 skip_nonfinite: bool = False, compile: bool = False, **dims: Any):
+                 skip_nonfinite: bool = False, compile: bool = False, in_channels: int | None = None,
+                 image_size: int | list[int] | None = None, input_size: int | None = None,
+                 vocab_size: int | None = None):
+        """``num_classes`` and the input's dimensions come from the data module (``dims``): images
+        give ``in_channels``, ``image_size`` and ``input_size`` (flattened, for MLPs), text gives
+        ``vocab_size``; each is passed to the net when its constructor names it."""
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
         if loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; available: {', '.join(LOSSES)}")
         self.save_hparams_with_net(net)
-        self.net = build_net(net, num_classes=num_classes, **dims)
+        self.net = build_net(net, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                             input_size=input_size, vocab_size=vocab_size)
         from seqgen.nets.augment import build_augment
 
         self.augment = build_augment(augment)  # active in training mode only

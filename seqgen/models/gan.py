@@ -45,7 +45,8 @@ class GAN(SeqgenModule):
                  gp_weight: float = 10.0, label_smoothing: float = 0.0, eval_samples: int = 1000,
                  eval_classifier: str | None = None, num_samples: int = 64, d_lr_mult: float = 1.0,
                  optimizer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
-                 skip_nonfinite: bool = False, compile: bool = False, num_classes: int = 10, **dims: Any):
+                 skip_nonfinite: bool = False, compile: bool = False, num_classes: int = 10, in_channels: int = 1,
+                 image_size: int | list[int] = 28):
         super().__init__(optimizer or {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}, scheduler, skip_nonfinite,
                          compile)
         if loss not in GAN_LOSSES:
@@ -60,9 +61,11 @@ class GAN(SeqgenModule):
                                           if not isinstance(v, dict)])
         k = num_classes if conditional else 0
         self.generator = build_net({**to_plain(generator), "num_classes": k} if isinstance(generator, dict) else generator,
-                                   latent_dim=latent_dim, out_channels=dims.get("in_channels", 1), **dims)
+                                   "model.generator", latent_dim=latent_dim, out_channels=in_channels,
+                                   image_size=image_size)
         self.discriminator = build_net({**to_plain(discriminator), "num_classes": k}
-                                       if isinstance(discriminator, dict) else discriminator, **dims)
+                                       if isinstance(discriminator, dict) else discriminator, "model.discriminator",
+                                       in_channels=in_channels, image_size=image_size)
         self.automatic_optimization = False
         self.ddp_unused_parameters = True  # the D step leaves G without gradients (seqgen.train tells DDP)
         self.latent_dim, self.loss_name, self.conditional, self.num_classes = latent_dim, loss, conditional, num_classes

@@ -24,9 +24,8 @@ from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
 
 from seqgen.errors import ConfigError
-from seqgen.models.base import SeqgenModule
+from seqgen.models.base import SeqgenModule, build_net
 from seqgen.nets.recurrent import State, detach_state
-from seqgen.utils import build
 
 LEVELS = ("char", "word", "sentencepiece")
 
@@ -52,7 +51,7 @@ class LanguageModel(SeqgenModule):
     ):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
         plain_net = self.save_hparams_with_net(net)
-        self.net = build(net, vocab_size=vocab_size) if plain_net else net
+        self.net = build_net(net, vocab_size=vocab_size) if plain_net else net
         if level not in LEVELS:
             raise ConfigError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
         self.vocab_size, self.level = vocab_size, level

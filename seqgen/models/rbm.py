@@ -37,16 +37,16 @@ class DBNPretraining(SeqgenModule):
                  epochs_per_layer: int = 10, gibbs_steps: int = 1000, num_samples: int = 64,
                  optimizer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
                  skip_nonfinite: bool = False, compile: bool = False, in_channels: int = 1,
-                 image_size: list[int] | int = 8, **dims: Any):
+                 image_size: list[int] | int = 8, input_size: int | None = None):
         super().__init__(optimizer or {"name": "sgd", "lr": 0.05, "momentum": 0.5}, scheduler, skip_nonfinite, compile)
         for name, v in (("cd_k", cd_k), ("epochs_per_layer", epochs_per_layer), ("gibbs_steps", gibbs_steps)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         self.save_hparams_with_net(net)
-        self.net = build_net(net, in_channels=in_channels, image_size=image_size, **dims)
+        h, w = image_hw(image_size)
+        self.net = build_net(net, input_size=input_size if input_size is not None else in_channels * h * w)
         self.cd_k, self.persistent, self.epochs_per_layer = cd_k, persistent, epochs_per_layer
         self.gibbs_steps, self.num_samples = gibbs_steps, num_samples
-        h, w = image_hw(image_size)
         self.image_shape = (in_channels, h, w)
         if self.net.sizes[0] != in_channels * h * w:
             raise ConfigError(f"DBN input_size {self.net.sizes[0]} != image size {in_channels}x{h}x{w} of the data")

@@ -16,8 +16,7 @@ from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
 
 from seqgen.errors import ConfigError
-from seqgen.models.base import SeqgenModule
-from seqgen.utils import build
+from seqgen.models.base import SeqgenModule, build_net
 
 
 class SequenceModel(SeqgenModule):
@@ -31,7 +30,7 @@ class SequenceModel(SeqgenModule):
         if self.save_hparams_with_net(net):
             extra = {"output_size": output_size, "mode": "last" if task_type == "regression" else "every"}
             extra.update({"input_size": input_size} if input_size is not None else {"vocab_size": vocab_size})
-            self.net = build(net, **extra)
+            self.net = build_net(net, **extra)
         else:
             self.net = net
         self.task_type = task_type

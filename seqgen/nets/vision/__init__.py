@@ -49,4 +49,15 @@ def build_net(name: str, num_classes: int = 10, in_channels: int = 3, image_size
     return NETS[name](num_classes=num_classes, in_channels=in_channels, image_size=as_int_size(image_size), **kwargs)
 
 
+def _accepted_keys(spec: Any) -> tuple[list[str], bool]:
+    """``build_net``'s own keys plus those of the net ``spec["name"]`` picks (for seqgen.utils.check_keys)."""
+    from seqgen.utils import parameters
+
+    names, var_kw = parameters(NETS[spec["name"]]) if spec.get("name") in NETS else ([], True)
+    return ["name", *names], var_kw
+
+
+build_net.accepted_keys = _accepted_keys  # type: ignore[attr-defined]
+
+
 __all__ = ["NETS", "AlexNet", "DenseNet", "GoogLeNet", "LeNet5", "NiN", "ResNet", "SqueezeNet", "VGG", "build_net"]
