@@ -53,9 +53,14 @@ def test_unfreezing_and_head_choice(source_run, tmp_path):
                        backbone_lr_mult=0.1, optimizer={"name": "adam", "lr": 0.01})
     assert model.head_parameter_names() == {"classifier.3.weight", "classifier.3.bias"}
     apply_init_from(model, resuming=False)
-    model.setup("fit")
+    (freeze,) = model.configure_callbacks()  # Lightning's BaseFinetuning, attached by the model
+    freeze.freeze_before_training(model)
     assert len(model.loaded_from_init) == 8
     assert not model.net.features[0].weight.requires_grad and model.net.classifier[3].weight.requires_grad
+    freeze.finetune_function(model, 0, None)
+    assert not model.net.features[0].weight.requires_grad
+    freeze.finetune_function(model, 1, None)  # unfreeze_at_epoch=1 (and every later epoch, after a resume)
+    assert model.net.features[0].weight.requires_grad
     groups = model.optimizer_groups(0.01, 0.0, False)
     assert [g["lr"] for g in groups] == [pytest.approx(0.001), 0.01]
     cfg = make_cfg(tmp_path, ["task=digits_transfer_0to4_5to9", f"model.init_from={source_run}", "model.unfreeze_at_epoch=1",
@@ -152,3 +157,15 @@ def test_imagenet_weights_without_the_library_is_a_clear_error(monkeypatch):
         pretrained_state("torchvision:resnet18")
     with pytest.raises(CheckpointError, match="unknown source"):
         pretrained_state("keras:resnet18")
+
+
+def test_a_net_without_head_names_cannot_be_transferred_or_frozen():
+    import torch.nn as nn
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    plain = Classifier(net=net, num_classes=3)
+    assert plain.head_parameter_names() == set() and plain.configure_callbacks() == []
+    with pytest.raises(ConfigError, match="does not name its head"):
+        Classifier(net=net, num_classes=3, freeze_backbone=True).configure_callbacks()
+    net.head_names = ("1",)
+    assert Classifier(net=net, num_classes=3, freeze_backbone=True).head_parameter_names() == {"1.weight", "1.bias"}

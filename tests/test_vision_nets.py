@@ -79,14 +79,16 @@ def test_forward_paper_size(name):
         assert net(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
 
 
-def test_googlenet_aux_outputs_only_in_training():
+def test_googlenet_returns_aux_outputs_only_in_training():
+    from seqgen.nets.vision.googlenet import GoogLeNetOutputs
+
     net = build_net("googlenet", num_classes=5, image_size=32, aux_logits=True)
     net.train()
-    net(torch.randn(2, 3, 32, 32))
-    assert len(net.aux_outputs) == 2 and net.aux_outputs[0].shape == (2, 5)
+    out = net(torch.randn(2, 3, 32, 32))
+    assert isinstance(out, GoogLeNetOutputs) and out.logits.shape == out.aux_logits1.shape == (2, 5)
+    assert len(out.aux) == 2 and not hasattr(net, "aux_outputs")  # nothing stashed on the module
     net.eval()
-    net(torch.randn(2, 3, 32, 32))
-    assert net.aux_outputs == []
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 5)
 
 
 def test_bad_names_and_sizes():
@@ -123,3 +125,17 @@ def test_channels_last_classifier_matches_default_layout():
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(a(x), b(x.contiguous(memory_format=torch.channels_last)), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_every_catalogue_net_names_its_head(name):
+    """``head_names``: the layers that make the class scores (what transfer learning replaces),
+    declared by each net, at its CIFAR and its ImageNet size."""
+    for size in (32, 224):
+        try:
+            net = build_net(name, num_classes=7, image_size=size, **({"aux_logits": True} if name == "googlenet" else {}))
+        except ConfigError:  # a size this net does not take
+            continue
+        for head in net.head_names:
+            layer = net.get_submodule(head)
+            assert getattr(layer, "out_features", getattr(layer, "out_channels", None)) == 7, (name, size, head)

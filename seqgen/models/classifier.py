@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -87,7 +88,8 @@ class Classifier(SeqgenModule):
         self.max_mistakes = 36
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        out = self.net(x)
+        return out.logits if hasattr(out, "logits") else out
 
     def loss_fn(self, logits: Tensor, y: Tensor) -> Tensor:
         if self.loss_name == "mse":
@@ -100,11 +102,12 @@ class Classifier(SeqgenModule):
             x = self.augment(x)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = self.net(x)
+        out = self.net(x)
+        logits = out.logits if hasattr(out, "logits") else out
         loss = self.loss_fn(logits, y)
-        if stage == "train":  # auxiliary heads (GoogLeNet) add their weighted losses in training only
-            for aux in getattr(self.net, "aux_outputs", None) or []:
-                loss = loss + getattr(self.net, "aux_weight", 0.3) * self.loss_fn(aux, y)
+        # auxiliary heads (GoogLeNet's outputs in training) add their weighted losses
+        for aux in getattr(out, "aux", ()):
+            loss = loss + self.net.aux_weight * self.loss_fn(aux, y)
         probs = logits.detach().float()
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=stage != "train",
@@ -158,12 +161,15 @@ class Classifier(SeqgenModule):
 
     # -- transfer learning ------------------------------------------------------------------
     def head_parameter_names(self) -> set[str]:
-        names = set()
-        for mname, m in self.net.named_modules():
-            out = m.out_features if isinstance(m, torch.nn.Linear) else m.out_channels if isinstance(m, torch.nn.Conv2d) else None
-            if out == self.num_classes:
-                names.update(f"{mname}.{p}" for p, _ in m.named_parameters(recurse=False))
-        return names
+        """The parameters of the net's head, as the net names it (``head_names``: the modules that
+        make the class scores, which transfer learning replaces and never freezes)."""
+        names = getattr(self.net, "head_names", None)
+        if names is None:
+            if self.init_from or self.freeze_backbone or self.backbone_lr_mult != 1.0:
+                raise ConfigError(f"{type(self.net).__name__} does not name its head (a head_names attribute): "
+                                  "transfer learning, freezing and backbone_lr_mult need it")
+            return set()
+        return {f"{m}.{p}" for m in names for p, _ in self.net.get_submodule(m).named_parameters(recurse=False)}
 
     def load_backbone_state(self, state_dict: dict[str, Tensor], source: str = "the checkpoint") -> list[str]:
         """Copy the tensors of another classifier's ``state_dict`` whose names and shapes match this
@@ -207,25 +213,15 @@ class Classifier(SeqgenModule):
         self.net.load_state_dict(take, strict=False)
         return sorted(take)
 
-    def _set_backbone_trainable(self, trainable: bool) -> None:
-        head = self.head_parameter_names()
-        for name, p in self.net.named_parameters():
-            if name not in head:
-                p.requires_grad_(trainable)
-
-    def setup(self, stage: str) -> None:
-        if stage == "fit" and self.freeze_backbone:
-            self._set_backbone_trainable(False)
-
-    def on_train_epoch_start(self) -> None:
+    def configure_callbacks(self) -> list[L.Callback]:
+        """``freeze_backbone``: Lightning's BaseFinetuning freezes all but the net's head until
+        ``unfreeze_at_epoch`` (seqgen.callbacks.finetuning.BackboneFreeze)."""
         if not self.freeze_backbone:
-            return
-        frozen = self.unfreeze_at_epoch is None or self.current_epoch < self.unfreeze_at_epoch
-        self._set_backbone_trainable(not frozen)
-        if frozen:  # keep the backbone's batch-norm running statistics as loaded
-            for m in self.net.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            return []
+        self.head_parameter_names()  # the net must name its head
+        from seqgen.callbacks.finetuning import BackboneFreeze
+
+        return [BackboneFreeze(self.unfreeze_at_epoch)]
 
     def optimizer_groups(self, lr: float, weight_decay: float, decay_all: bool) -> list[dict[str, Any]]:
         from seqgen.models.optim import param_groups

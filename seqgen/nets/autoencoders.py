@@ -68,6 +68,7 @@ class ConvNet(nn.Module):
         layers.append(nn.Flatten())
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in * h * w, num_classes)
+        self.head_names = ("head",)  # the layer transfer learning replaces
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))

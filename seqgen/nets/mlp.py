@@ -113,6 +113,7 @@ class MLP(nn.Module):
             width = h
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(width, num_classes)
+        self.head_names = ("head",)  # the layer transfer learning replaces
         init_linear(self.head, init, init_std)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -46,6 +46,7 @@ class RecurrentTextClassifier(nn.Module):
             self.attn = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 1, bias=False))
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(width, num_classes)
+        self.head_names = ("head",)  # the layer transfer learning replaces
 
     def encode(self, tokens: Tensor) -> Tensor:
         """The pooled sentence vector ``(B, directions * hidden)``."""
@@ -82,6 +83,7 @@ class TextCNN(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(embedding_dim, num_filters, k) for k in filter_sizes)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(num_filters * len(filter_sizes), num_classes)
+        self.head_names = ("head",)  # the layer transfer learning replaces
 
     def encode(self, tokens: Tensor) -> Tensor:
         if tokens.size(1) < self.max_width:  # too short for the widest filter: pad (masked out below)

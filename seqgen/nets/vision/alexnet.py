@@ -59,6 +59,7 @@ class AlexNet(nn.Module):
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(c[4] * pooled * pooled, 4096), nn.ReLU(inplace=True),
             nn.Dropout(dropout), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, num_classes),
         )
+        self.head_names = (f"classifier.{len(self.classifier) - 1}",)  # the layer transfer learning replaces
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.avgpool(self.features(x)))

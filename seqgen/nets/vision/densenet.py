@@ -59,6 +59,7 @@ class DenseNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(c, num_classes)
+        self.head_names = ("classifier",)  # the layer transfer learning replaces
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.pool(self.features(x)))

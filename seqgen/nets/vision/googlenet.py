@@ -10,6 +10,8 @@ without the early poolings (the usual CIFAR adaptation).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -56,9 +58,22 @@ CFG = {  # in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj
 }
 
 
+class GoogLeNetOutputs(NamedTuple):
+    """What GoogLeNet returns in training with auxiliary classifiers (torchvision's field names; the
+    Classifier adds ``aux_weight`` times each auxiliary loss)."""
+
+    logits: Tensor
+    aux_logits1: Tensor
+    aux_logits2: Tensor
+
+    @property
+    def aux(self) -> tuple[Tensor, Tensor]:
+        return self.aux_logits1, self.aux_logits2
+
+
 class GoogLeNet(nn.Module):
-    """``forward`` returns the main logits; in training mode with ``aux_logits`` the two auxiliary
-    outputs are left in ``self.aux_outputs`` for the loss (weight ``aux_weight``)."""
+    """``forward`` returns the main logits, or :class:`GoogLeNetOutputs` in training mode with
+    ``aux_logits`` (the auxiliary losses get weight ``aux_weight``)."""
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, aux_logits: bool = False,
                  aux_weight: float = 0.3, dropout: float = 0.4, branch3_kernel: int = 5):
@@ -76,9 +91,12 @@ class GoogLeNet(nn.Module):
         self.aux1 = AuxClassifier(512, num_classes) if aux_logits else None
         self.aux2 = AuxClassifier(528, num_classes) if aux_logits else None
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(1024, num_classes))
-        self.aux_outputs: list[Tensor] = []
+        # the layers transfer learning replaces: the classifier's and the auxiliary classifiers' outputs
+        self.head_names = ("head.3", "aux1.fc2", "aux2.fc2") if aux_logits else ("head.3",)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
+        """The logits; in training mode with ``aux_logits``, :class:`GoogLeNetOutputs` (the logits and
+        both auxiliary classifiers' logits), as torchvision's GoogLeNet returns them."""
         b = self.blocks
         x = self.stem(x)
         x = self.pool3(b["3b"](b["3a"](x)))
@@ -91,5 +109,5 @@ class GoogLeNet(nn.Module):
             aux.append(self.aux2(x))
         x = self.pool4(b["4e"](x))
         x = b["5b"](b["5a"](x))
-        self.aux_outputs = aux
-        return self.head(x)
+        logits = self.head(x)
+        return GoogLeNetOutputs(logits, *aux) if aux else logits

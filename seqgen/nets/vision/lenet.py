@@ -28,6 +28,7 @@ class LeNet5(nn.Module):
             nn.Conv2d(16, 120, 5), act(),                     # C5
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(120, 84), act(), nn.Linear(84, num_classes))  # F6, output
+        self.head_names = ("classifier.3",)  # the layer transfer learning replaces
 
     def forward(self, x: Tensor) -> Tensor:
         if self.resize:

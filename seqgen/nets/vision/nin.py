@@ -37,6 +37,9 @@ class NiN(nn.Module):
                 mlpconv(384, (1024, 1024, num_classes), 3, padding=1, last=True),
             )
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        last = len(self.features) - 1  # the final mlpconv's last convolution makes the class maps: the head
+        conv = max(i for i, m in enumerate(self.features[last]) if isinstance(m, nn.Conv2d))
+        self.head_names = (f"features.{last}.{conv}",)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pool(self.features(x))

@@ -35,6 +35,7 @@ class SqueezeNet(nn.Module):
         )
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Conv2d(512, num_classes, 1), nn.ReLU(inplace=True),
                                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head_names = ("classifier.1",)  # the 1x1 convolution to class maps: the layer transfer learning replaces
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))

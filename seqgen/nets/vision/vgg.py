@@ -47,6 +47,7 @@ class VGG(nn.Module):
         else:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(512, num_classes))
+        self.head_names = (f"classifier.{len(self.classifier) - 1}",)  # the layer transfer learning replaces
 
     def forward(self, x: Tensor) -> Tensor:
         if self.pad:
