@@ -82,8 +82,13 @@ def build(spec: Any, where: str = "", offered: Mapping[str, Any] | None = None, 
     params = {k: v for k, v in spec.items() if k != "_target_"}
     names, _ = parameters(target)
     for k, v in (offered or {}).items():
-        if k in names and k not in params:
-            params[k] = v
+        if k not in names:
+            continue
+        if k in params and params[k] is not None and to_plain(params[k]) != to_plain(v):
+            at = f"{where}." if where else ""
+            raise ConfigError(f"{at}{k}={params[k]!r} contradicts the data, which gives {k}={v!r}; leave {at}{k} out "
+                              "(it comes from the data)")
+        params.setdefault(k, v)
     params.update(kwargs)
     try:
         return target(**params)
@@ -98,6 +103,8 @@ def to_plain(obj: Any) -> Any:
         return {str(k): to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)) or type(obj).__name__ == "ListConfig":
         return [to_plain(v) for v in obj]
+    if type(obj).__module__ == "torch" and hasattr(obj, "tolist"):  # a size or a 0-d tensor from the data
+        return obj.tolist()
     return obj
 
 

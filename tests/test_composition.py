@@ -15,6 +15,13 @@ from conftest import CONF
 
 SNAP = json.loads(SNAPSHOT.read_text())
 
+# The intended differences from the snapshot taken before the refactor, each with its reason.
+INTENDED = {
+    # the level comes from the data's dims (sentencepiece here); a model config restating it is
+    # now an error when it contradicts the data, as "word" did (the data said sentencepiece)
+    "lm_multi30k_langid": ["model.level"],
+}
+
 
 def test_the_snapshot_holds_every_task():
     assert sorted(SNAP) == all_tasks()
@@ -23,7 +30,7 @@ def test_the_snapshot_holds_every_task():
 @pytest.mark.parametrize("task", all_tasks())
 def test_task_composes_to_its_snapshot(task):
     diff = differences(SNAP[task], composed(task))
-    assert not diff, f"{task}: composed config differs from the snapshot at {diff}"
+    assert diff == INTENDED.get(task, []), f"{task}: composed config differs from the snapshot at {diff}"
 
 
 def test_differences_sees_values_missing_keys_and_callback_order():
