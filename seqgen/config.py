@@ -15,7 +15,7 @@ POSITIVE_INT = {
     "accumulate_grad_batches", "max_len", "beam_size", "pieces", "step_size",
 }
 # keys that hold a probability-like rate in [0, 1)
-RATE = {"dropout", "emb_dropout", "input_dropout", "label_smoothing", "valid_fraction", "test_fraction"}
+RATE = {"dropout", "emb_dropout", "input_dropout", "label_smoothing", "val_fraction", "test_fraction"}
 # keys that must be positive numbers
 POSITIVE_NUMBER = {"lr", "temperature"}
 NON_NEGATIVE_NUMBER = {"weight_decay", "momentum", "gradient_clip_val", "forget_bias"}

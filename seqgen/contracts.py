@@ -45,7 +45,8 @@ class Tokenizer(Protocol):
 
     ``encode(text, bos=False, eos=False)`` gives ids, with ``<bos>``/``<eos>`` only when asked;
     ``decode(ids)`` gives text, special tokens dropped; ``specials`` maps ``pad``/``unk``/``bos``/
-    ``eos`` to their ids; ``state()`` is plain data that ``from_state`` turns back into the tokenizer."""
+    ``eos`` to their ids; ``piece(id)`` is the token's own string; ``state()`` is plain data that
+    ``Tokenizer.from_state`` turns back into the tokenizer."""
 
     @property
     def vocab_size(self) -> int: ...
@@ -56,6 +57,8 @@ class Tokenizer(Protocol):
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]: ...
 
     def decode(self, ids: Sequence[int]) -> str: ...
+
+    def piece(self, i: int) -> str: ...
 
     def state(self) -> dict[str, Any]: ...
 

@@ -57,7 +57,7 @@ def load_language_model(path: str, device: str = "cpu"):
         raise CheckpointError(f"{ckpt_path} is not a seqgen language-model checkpoint (model: {kind}); "
                               "generate.py needs one written by a language-model task such as char_lm")
     model = module_from_checkpoint(LanguageModel, ckpt, device)
-    return model, Tokenizer.from_dict(info["tokenizer"]), info
+    return model, Tokenizer.from_state(info["tokenizer"]), info
 
 
 def encode_prompt(tokenizer: Tokenizer, prompt: str, oov: str) -> list[int]:

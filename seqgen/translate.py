@@ -57,8 +57,8 @@ class LoadedTranslator:
                                   f"{info.get('model_class', 'unknown')}); translate.py needs one written by a "
                                   "translation task such as dates_attn or multi30k_de_en_attn")
         self.model = module_from_checkpoint(Translator, ckpt, device)
-        self.src_tok = Tokenizer.from_dict(info["src_tokenizer"])
-        self.tgt_tok = Tokenizer.from_dict(info["tgt_tokenizer"])
+        self.src_tok = Tokenizer.from_state(info["src_tokenizer"])
+        self.tgt_tok = Tokenizer.from_state(info["tgt_tokenizer"])
         self.max_src_len = int(info.get("max_len", 200))
         self.info = info
 

@@ -55,7 +55,7 @@ def test_readers_parse_the_original_formats(data_dir, monkeypatch):
         dm.prepare_data()
         dm.setup()
         assert dm.dims["num_classes"] == n_classes
-        assert all(len(dm.splits[s][0]) for s in ("train", "valid", "test"))
+        assert all(len(dm.splits[s][0]) for s in ("train", "val", "test"))
     imdb_texts, imdb_labels = read_imdb_folder(data_dir / "imdb" / "aclImdb", "test")
     assert len(imdb_texts) == 40 and imdb_labels.count(1) == 20 and "<br" not in " ".join(imdb_texts)
 
@@ -69,8 +69,8 @@ def test_sentencepiece_round_trips_on_multi30k_and_is_cached(data_dir, tmp_path)
         again, reused = SentencePieceTokenizer.train_cached(lines, tmp_path, vocab_size=500, model_type=model_type)
         assert reused and again.model_proto == tok.model_proto
         for line in lines[:500] + [special]:  # character_coverage=1.0: every character of the training text is kept
-            assert tok.decode(tok.encode(line, add_eos=True)) == " ".join(unicodedata.normalize("NFKC", line).split())
-        restored = Tokenizer.from_dict(tok.to_dict())
+            assert tok.decode(tok.encode(line, eos=True)) == " ".join(unicodedata.normalize("NFKC", line).split())
+        restored = Tokenizer.from_state(tok.state())
         assert restored.encode(lines[0]) == tok.encode(lines[0])
     other, reused = SentencePieceTokenizer.train_cached(lines[:-1], tmp_path, vocab_size=500, model_type="bpe")
     assert not reused  # another corpus: another cache entry

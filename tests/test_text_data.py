@@ -15,9 +15,9 @@ from seqgen.errors import ConfigError, DataError
 
 def test_pydoc_corpus_is_real_and_split():
     c = pydoc_topics()
-    total = len(c.train) + len(c.valid) + len(c.test)
+    total = len(c.train) + len(c.val) + len(c.test)
     assert 400_000 < total < 600_000
-    assert 0.03 < len(c.test) / total < 0.08 and 0.03 < len(c.valid) / total < 0.08
+    assert 0.03 < len(c.test) / total < 0.08 and 0.03 < len(c.val) / total < 0.08
     assert c.test not in c.train and "def" in c.train
 
 
@@ -30,7 +30,7 @@ def test_char_tokenizer_round_trip_and_save(tmp_path):
     tok.save(tmp_path / "tok.json")
     again = load_tokenizer(tmp_path / "tok.json")
     assert again.encode(sample) == tok.encode(sample) and again.vocab_size == tok.vocab_size
-    assert load_tokenizer(tok.to_dict()).itos == tok.itos
+    assert load_tokenizer(tok.state()).itos == tok.itos
     # unseen characters map to <unk> (id 0) and are reported
     assert tok.encode("漢")[0] == 0 and tok.unknown("a漢b") == ["漢"]
     with pytest.raises(DataError, match="outside the vocabulary"):
@@ -41,7 +41,7 @@ def test_word_tokenizer_min_freq_max_size():
     lines = ["a b c a", "a b d", "e"]
     tok = WordTokenizer.train(lines, min_freq=2)
     assert tok.itos == ["<unk>", "<eos>", "a", "b"]
-    assert tok.encode("a c b", add_eos=True) == [2, 0, 3, 1]
+    assert tok.encode("a c b", eos=True) == [2, 0, 3, 1]
     assert WordTokenizer.train(lines, max_size=3).itos == ["<unk>", "<eos>", "a"]
     with pytest.raises(DataError, match="empty"):
         WordTokenizer.train(["", "  "])
@@ -52,7 +52,7 @@ def test_word_tokenizer_min_freq_max_size():
 @pytest.mark.skipif(shared_data_dir() is None, reason="needs SEQGEN_DATA_DIR with multi30k/ (set by .ci/run)")
 def test_multi30k_real_text_round_trip_with_unicode():
     root = shared_data_dir()
-    de = multi30k_lines(root, "valid", "de")
+    de = multi30k_lines(root, "val", "de")
     assert len(de) == 1014 and any(ch in "".join(de) for ch in "äöüß")
     tok = CharTokenizer.train("\n".join(multi30k_lines(root, "train", "de")))
     for line in de[:200]:
@@ -133,7 +133,7 @@ def test_empty_corpus_is_a_clear_error(tmp_path, content, match):
 
 def test_corpus_shorter_than_batch_is_a_clear_error(tmp_path):
     (tmp_path / "s.txt").write_text("abcdefghij\n" * 3)
-    dm = LMDataModule(corpus="files", train=str(tmp_path / "s.txt"), valid=str(tmp_path / "s.txt"),
+    dm = LMDataModule(corpus="files", train=str(tmp_path / "s.txt"), val=str(tmp_path / "s.txt"),
                       test=str(tmp_path / "s.txt"), batch_size=64, bptt=10)
     dm.setup()
     with pytest.raises(DataError, match="too short"):

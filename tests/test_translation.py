@@ -14,7 +14,7 @@ import torch
 
 from conftest import LEARN_SEED, ROOT, make_cfg, run_script, shared_data_dir
 from seqgen.data import TranslationDataModule, date_pairs, read_pairs_tsv
-from seqgen.data.tokenizers import WordTokenizer
+from seqgen.data.tokenizers import CharTokenizer
 from seqgen.data.translation import BOS_ID, EOS_ID, PAD_ID, human_date
 from seqgen.errors import CheckpointError, ConfigError, DataError
 from seqgen.nets import BahdanauAttention, LuongAttention, Seq2Seq
@@ -220,7 +220,7 @@ def test_tsv_data_module_splits_and_batches(tmp_path):
                                tokenizer={"kind": "word"}, val_fraction=0.1, test_fraction=0.1)
     dm.setup()
     sizes = {k: len(v[0]) for k, v in dm.texts.items()}
-    assert sizes == {"train": 160, "valid": 20, "test": 20}
+    assert sizes == {"train": 160, "val": 20, "test": 20}
     assert not set(dm.texts["train"][0]) & set(dm.texts["test"][0])
     batch = next(iter(dm.train_dataloader()))
     assert (batch["tgt"][:, 0] == BOS_ID).all() and len(batch["src_text"]) == batch["src"].size(0)
@@ -237,9 +237,10 @@ def test_dates_are_correct_distinct_and_reproducible():
         assert any(human == human_date(d, s) for s in range(12)), human  # weekday names included: consistent
     dm = TranslationDataModule("dates", num_train=300, num_eval=50, tokenizer={"kind": "char"})
     dm.setup()
-    assert not set(dm.texts["train"][0]) & (set(dm.texts["test"][0]) | set(dm.texts["valid"][0]))
+    assert not set(dm.texts["train"][0]) & (set(dm.texts["test"][0]) | set(dm.texts["val"][0]))
     tok = dm.tgt_tokenizer
-    assert isinstance(tok, WordTokenizer) and tok.decode(tok.encode("2001-09-30")) == "2001-09-30"
+    assert isinstance(tok, CharTokenizer) and tok.specials == {"pad": 0, "unk": 1, "bos": 2, "eos": 3}
+    assert tok.decode(tok.encode("2001-09-30")) == "2001-09-30"
 
 
 @pytest.fixture(scope="module")

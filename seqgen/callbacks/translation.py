@@ -15,18 +15,14 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from seqgen.contracts import Tokenizer
+
 
 def _pieces(tokenizer: Any, ids: list[int]) -> list[str]:
     """Token strings for axis labels: sentencepiece pieces, characters or words."""
-    out = []
-    for i in ids:
-        if hasattr(tokenizer, "sp"):
-            out.append(tokenizer.sp.id_to_piece(int(i)))
-        elif hasattr(tokenizer, "itos"):
-            out.append(tokenizer.itos[int(i)])
-        else:
-            out.append(str(i))
-    return out
+    if isinstance(tokenizer, Tokenizer):
+        return [tokenizer.piece(int(i)) for i in ids]
+    return [str(i) for i in ids]
 
 
 def write_attention(path: Path, weights: Any, src_labels: list[str], tgt_labels: list[str], title: str = "") -> None:

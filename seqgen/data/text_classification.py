@@ -32,12 +32,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from seqgen.data.download import Resource, default_data_dir, extract_archive, fetch
-from seqgen.data.splits import stratified_split
+from seqgen.data.registry import Readers
+from seqgen.data.splits import stratified_split, subsample
 from seqgen.data.text import bucket_loader, pad_batch
 from seqgen.data.tokenizers import Tokenizer, train_seq_tokenizer
 from seqgen.errors import ConfigError, DataError
 
-TEXT_DATASETS = ("langid_multi30k", "ag_news", "sst2", "imdb", "table")
 AG_NEWS_BASE = "https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv/"
 AG_NEWS_MD5 = {"train": "b1a00f826fdfbd249f79597b59e1dc12", "test": "d52ea96a97a2d943681189a97654912d"}
 AG_NEWS_CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
@@ -99,6 +99,68 @@ def read_imdb_folder(root: str | Path, split: str) -> tuple[list[str], list[int]
     return texts, labels
 
 
+# -- the text classification datasets: one reader each ---------------------------------------------
+# read(dm) -> ({"train": (texts, labels)[, "val": ...], "test": ...}, class names)
+TEXT_DATASETS = Readers("text classification")
+Texts = dict[str, tuple[list[str], list[int]]]
+
+
+@TEXT_DATASETS.register("langid_multi30k")
+def read_langid_multi30k(dm: Any) -> tuple[Texts, list[str]]:
+    """Which language (de, en, fr) a Multi30k caption is in: every caption of a split once per language."""
+    from seqgen.data.corpora import multi30k_lines
+
+    out = {}
+    for split in ("train", "val", "test"):
+        texts, labels = [], []
+        for k, lang in enumerate(LANGS):
+            lines = [ln for ln in multi30k_lines(dm.data_dir, split, lang) if ln.strip()]
+            texts += lines
+            labels += [k] * len(lines)
+        out[split] = (texts, labels)
+    return out, list(LANGS)
+
+
+@TEXT_DATASETS.register("ag_news", resources=lambda dm: [ag_news_resource(s) for s in ("train", "test")])
+def read_ag_news(dm: Any) -> tuple[Texts, list[str]]:
+    return {s: read_ag_news_csv(fetch(ag_news_resource(s), dm.data_dir)) for s in ("train", "test")}, list(AG_NEWS_CLASSES)
+
+
+@TEXT_DATASETS.register("sst2", resources=lambda dm: [SST2])
+def read_sst2(dm: Any) -> tuple[Texts, list[str]]:
+    folder = _extracted(fetch(SST2, dm.data_dir), Path(dm.data_dir) / "sst2", "SST-2/dev.tsv")
+    out = {}
+    for split, name in (("train", "train.tsv"), ("test", "dev.tsv")):
+        texts, labels = read_table(_find(folder, f"SST-2/{name}"), "sentence", "label", "\t")
+        out[split] = (texts, [int(v) for v in labels])
+    return out, ["negative", "positive"]
+
+
+@TEXT_DATASETS.register("imdb", resources=lambda dm: [IMDB])
+def read_imdb(dm: Any) -> tuple[Texts, list[str]]:
+    folder = _extracted(fetch(IMDB, dm.data_dir), Path(dm.data_dir) / "imdb", "aclImdb/test/pos")
+    base = _find(folder, "aclImdb")
+    return {s: read_imdb_folder(base, s) for s in ("train", "test")}, ["negative", "positive"]
+
+
+def _check_table(dm: Any) -> None:
+    if not (dm.train_file and dm.test_file):
+        raise ConfigError("dataset=table needs data.train_file and data.test_file (CSV/TSV with a header)")
+
+
+@TEXT_DATASETS.register("table", check=_check_table)
+def read_table_files(dm: Any) -> tuple[Texts, list[str]]:
+    """Any CSV/TSV files by column names; the classes are the training file's sorted labels."""
+    raw = {s: read_table(f, dm.text_column, dm.label_column, dm.delimiter)
+           for s, f in (("train", dm.train_file), ("test", dm.test_file))}
+    classes = sorted(set(raw["train"][1]))
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(raw["test"][1]) - set(index))
+    if unknown:
+        raise DataError(f"{dm.test_file}: labels {unknown[:5]} do not occur in {dm.train_file}")
+    return {s: (t, [index[v] for v in lab]) for s, (t, lab) in raw.items()}, classes
+
+
 class TextClassificationDataModule(L.LightningDataModule):
     def __init__(self, dataset: str = "langid_multi30k", data_dir: str | None = None, batch_size: int = 64,
                  eval_batch_size: int = 256, tokenizer: dict[str, Any] | None = None, max_len: int = 256,
@@ -106,10 +168,7 @@ class TextClassificationDataModule(L.LightningDataModule):
                  train_file: str | None = None, test_file: str | None = None, text_column: str = "text",
                  label_column: str = "label", delimiter: str = ","):
         super().__init__()
-        if dataset not in TEXT_DATASETS:
-            raise ConfigError(f"unknown text dataset {dataset!r}; available: {', '.join(TEXT_DATASETS)}")
-        if dataset == "table" and not (train_file and test_file):
-            raise ConfigError("dataset=table needs data.train_file and data.test_file (CSV/TSV with a header)")
+        self.reader = TEXT_DATASETS.get(dataset)
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         self.dataset, self.data_dir = dataset, str(data_dir or default_data_dir())
@@ -121,72 +180,28 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.tokenizer: Tokenizer | None = None
         self.classes: list[str] = []
         self.splits: dict[str, tuple[list[list[int]], torch.Tensor]] = {}
+        self.reader.check(self)
 
     def prepare_data(self) -> None:
-        if self.dataset == "ag_news":
-            for s in ("train", "test"):
-                fetch(ag_news_resource(s), self.data_dir)
-        elif self.dataset == "sst2":
-            fetch(SST2, self.data_dir)
-        elif self.dataset == "imdb":
-            fetch(IMDB, self.data_dir)
-
-    # -- reading ----------------------------------------------------------------------------
-    def _read(self) -> dict[str, tuple[list[str], list[int]]]:
-        root = Path(self.data_dir)
-        if self.dataset == "langid_multi30k":
-            from seqgen.data.corpora import multi30k_lines
-
-            self.classes = list(LANGS)
-            out = {}
-            for split in ("train", "valid", "test"):
-                texts, labels = [], []
-                for k, lang in enumerate(LANGS):
-                    lines = [ln for ln in multi30k_lines(self.data_dir, split, lang) if ln.strip()]
-                    texts += lines
-                    labels += [k] * len(lines)
-                out[split] = (texts, labels)
-            return out
-        if self.dataset == "ag_news":
-            self.classes = list(AG_NEWS_CLASSES)
-            return {s: read_ag_news_csv(fetch(ag_news_resource(s), self.data_dir)) for s in ("train", "test")}
-        if self.dataset == "sst2":
-            folder = _extracted(fetch(SST2, self.data_dir), root / "sst2", "SST-2/dev.tsv")
-            self.classes = ["negative", "positive"]
-            out = {}
-            for split, name in (("train", "train.tsv"), ("test", "dev.tsv")):
-                texts, labels = read_table(_find(folder, f"SST-2/{name}"), "sentence", "label", "\t")
-                out[split] = (texts, [int(v) for v in labels])
-            return out
-        if self.dataset == "imdb":
-            folder = _extracted(fetch(IMDB, self.data_dir), root / "imdb", "aclImdb/test/pos")
-            self.classes = ["negative", "positive"]
-            base = _find(folder, "aclImdb")
-            return {s: read_imdb_folder(base, s) for s in ("train", "test")}
-        raw = {s: read_table(f, self.text_column, self.label_column, self.delimiter)
-               for s, f in (("train", self.train_file), ("test", self.test_file))}
-        self.classes = sorted(set(raw["train"][1]))
-        index = {c: i for i, c in enumerate(self.classes)}
-        unknown = sorted(set(raw["test"][1]) - set(index))
-        if unknown:
-            raise DataError(f"{self.test_file}: labels {unknown[:5]} do not occur in {self.train_file}")
-        return {s: (t, [index[v] for v in lab]) for s, (t, lab) in raw.items()}
+        for resource in self.reader.resources(self):
+            fetch(resource, self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        data = self._read()
-        if "valid" not in data:
+        data, classes = self.reader.read(self)
+        self.classes = list(classes)
+        if "val" not in data:
             texts, labels = data["train"]
             keep, held = (t.tolist() for t in stratified_split(torch.tensor(labels), self.val_fraction, self.seed))
-            data["valid"] = ([texts[i] for i in held], [labels[i] for i in held])
+            data["val"] = ([texts[i] for i in held], [labels[i] for i in held])
             data["train"] = ([texts[i] for i in keep], [labels[i] for i in keep])
         # the vocabulary comes from all training text, labelled or not (as a language model trained on
         # the same text would have it): a few-label run shares its tokenizer with the full-data run
         self.tokenizer = train_seq_tokenizer(data["train"][0], self.tokenizer_cfg, self.data_dir, kinds=("word", "sentencepiece"))
-        if self.train_size is not None and self.train_size < len(data["train"][1]):
-            texts, labels = data["train"]
-            small = stratified_split(torch.tensor(labels), self.train_size / len(labels), self.seed + 1)[1].tolist()
+        texts, labels = data["train"]
+        small = subsample(len(labels), self.train_size, self.seed + 1, labels=torch.tensor(labels))
+        if small is not None:
             data["train"] = ([texts[i] for i in small], [labels[i] for i in small])
         for split, (texts, labels) in data.items():
             ids = [self.tokenizer.encode(t)[: self.max_len] or [1] for t in texts]  # an empty text becomes <unk>
@@ -194,6 +209,8 @@ class TextClassificationDataModule(L.LightningDataModule):
 
     @property
     def dims(self) -> dict[str, Any]:
+        """``vocab_size`` is the tokenizer's, trained on the training split (cached for
+        sentencepiece): the one dimension that needs the data set up."""
         self.setup()
         return {"vocab_size": self.tokenizer.vocab_size, "num_classes": len(self.classes)}
 
@@ -219,14 +236,14 @@ class TextClassificationDataModule(L.LightningDataModule):
                              shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("valid")
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "classes": self.classes,
-                "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None}
+                "tokenizer": self.tokenizer.state() if self.tokenizer else None}
 
 
 def _extracted(archive: Path, dest: Path, marker: str) -> Path:

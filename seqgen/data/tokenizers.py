@@ -1,7 +1,18 @@
-"""Tokenizers with one interface: ``encode``, ``decode``, ``vocab_size``, ``save``/``load``.
+"""Tokenizers with one protocol (``seqgen.contracts.Tokenizer``), implemented by the character,
+word and sentencepiece tokenizers alike:
 
-Their state is plain data (``to_dict``/``from_dict``) so it can travel inside a checkpoint
-that loads with ``torch.load(weights_only=True)``.
+* ``encode(text, bos=False, eos=False) -> ids``: ``<bos>``/``<eos>`` only when asked (an error
+  when the vocabulary has no such token);
+* ``decode(ids) -> text``: special tokens dropped (``<unk>`` shown as U+FFFD by the character
+  tokenizer; a word-level ``<eos>`` is the line break it stands for in a language-model stream);
+* ``specials``: ``{"pad": id, "unk": id, "bos": id, "eos": id}`` for the ones the vocabulary has;
+* ``piece(id)``: the token's own string (plot labels);
+* ``vocab_size``; ``state()`` / ``Tokenizer.from_state(state)`` (plain data, inside checkpoints that
+  load with ``torch.load(weights_only=True)``); ``save(path)`` / ``Tokenizer.load(path)``.
+
+``char`` always means :class:`CharTokenizer`: a language model's vocabulary (``<unk>`` only, sorted
+characters) or a classification/translation one (:data:`SEQ_SPECIALS` at ids 0-3, characters by
+frequency) differ in their ``specials``, not in their class.
 """
 
 from __future__ import annotations
@@ -16,10 +27,11 @@ from typing import Any, ClassVar
 from seqgen.errors import ConfigError, DataError
 
 UNK, PAD, BOS, EOS = "<unk>", "<pad>", "<bos>", "<eos>"
+_SPECIAL_NAMES = {PAD: "pad", UNK: "unk", BOS: "bos", EOS: "eos"}
 
 
 class Tokenizer:
-    """Common interface. Subclasses register themselves by ``kind`` for :func:`load_tokenizer`."""
+    """The shared part. Subclasses register themselves by ``kind`` for :meth:`from_state`."""
 
     kind: ClassVar[str] = ""
     registry: ClassVar[dict[str, type[Tokenizer]]] = {}
@@ -33,17 +45,40 @@ class Tokenizer:
     def vocab_size(self) -> int:
         raise NotImplementedError
 
-    def encode(self, text: str) -> list[int]:
+    @property
+    def specials(self) -> dict[str, int]:
         raise NotImplementedError
+
+    def _encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        ids = self._encode(text)
+        if not (bos or eos):
+            return ids
+        sp = self.specials
+        for wanted, name in ((bos, "bos"), (eos, "eos")):
+            if wanted and name not in sp:
+                raise DataError(f"this {self.kind} vocabulary has no <{name}> token")
+        return ([sp["bos"]] if bos else []) + ids + ([sp["eos"]] if eos else [])
 
     def decode(self, ids: Iterable[int]) -> str:
         raise NotImplementedError
 
-    def to_dict(self) -> dict[str, Any]:
+    def piece(self, i: int) -> str:
+        raise NotImplementedError
+
+    def _check_id(self, i: int) -> int:
+        i = int(i)
+        if not 0 <= i < self.vocab_size:
+            raise DataError(f"token id {i} is outside the vocabulary (size {self.vocab_size})")
+        return i
+
+    def state(self) -> dict[str, Any]:
         raise NotImplementedError
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> Tokenizer:
+    def from_state(cls, state: dict[str, Any]) -> Tokenizer:
         kind = state.get("kind")
         if kind not in Tokenizer.registry:
             raise DataError(f"unknown tokenizer kind {kind!r}; known: {sorted(Tokenizer.registry)}")
@@ -55,162 +90,165 @@ class Tokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False))
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.state(), ensure_ascii=False))
         os.replace(tmp, path)
 
     @staticmethod
     def load(path: str | os.PathLike) -> Tokenizer:
-        return Tokenizer.from_dict(json.loads(Path(path).read_text()))
+        return Tokenizer.from_state(json.loads(Path(path).read_text()))
 
 
-class CharTokenizer(Tokenizer):
-    """One id per character seen in the training text; unseen characters map to ``<unk>`` (id 0)."""
+class _Vocabulary(Tokenizer):
+    """A token list ``itos`` whose first entries are its ``special_tokens``."""
 
-    kind = "char"
-
-    def __init__(self, chars: Sequence[str]):
-        chars = [c for c in chars if c != UNK]
-        if len(set(chars)) != len(chars):
-            raise DataError("CharTokenizer: duplicate characters in vocabulary")
-        self.itos = [UNK, *chars]
-        self.stoi = {c: i for i, c in enumerate(self.itos)}
-        self.unk_id = 0
-
-    @classmethod
-    def train(cls, text: str) -> CharTokenizer:
-        if not text:
-            raise DataError("cannot build a character vocabulary from an empty text")
-        return cls(sorted(set(text)))
+    def __init__(self, itos: Sequence[str], special_tokens: Sequence[str], lower: bool = False):
+        special_tokens = list(special_tokens) if UNK in special_tokens else [UNK, *special_tokens]
+        self.itos = list(itos)
+        if self.itos[: len(special_tokens)] != special_tokens:
+            raise DataError(f"{type(self).__name__}: vocabulary must start with its specials {special_tokens}")
+        if len(set(self.itos)) != len(self.itos):
+            raise DataError(f"{type(self).__name__}: duplicate tokens in vocabulary")
+        self.special_tokens, self.lower = special_tokens, lower
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+        self.unk_id = self.stoi[UNK]
 
     @property
     def vocab_size(self) -> int:
         return len(self.itos)
 
-    def encode(self, text: str) -> list[int]:
-        get = self.stoi.get
-        return [get(c, 0) for c in text]
+    @property
+    def specials(self) -> dict[str, int]:
+        return {_SPECIAL_NAMES[t]: self.stoi[t] for t in self.special_tokens if t in _SPECIAL_NAMES}
+
+    def piece(self, i: int) -> str:
+        return self.itos[self._check_id(i)]
+
+    @staticmethod
+    def _ranked(counts: Counter[str], special_tokens: Sequence[str], min_freq: int, max_size: int | None) -> list[str]:
+        """Tokens by frequency (ties alphabetical: the same vocabulary every run), cut by
+        ``min_freq`` and ``max_size`` (specials included in the size)."""
+        if min_freq < 1:
+            raise ConfigError(f"min_freq must be >= 1, got {min_freq}")
+        words = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                 if c >= min_freq and w not in special_tokens]
+        if max_size is not None:
+            if max_size <= len(special_tokens):
+                raise ConfigError(f"max_size={max_size} leaves no room beyond the {len(special_tokens)} special tokens")
+            words = words[: max_size - len(special_tokens)]
+        return words
+
+
+class CharTokenizer(_Vocabulary):
+    """One id per character seen in the training text, after the ``specials`` (``<unk>`` at least;
+    unseen characters map to it). A language model's vocabulary is ``<unk>`` and the sorted
+    characters (:meth:`train` on the text); a classification/translation one puts
+    :data:`SEQ_SPECIALS` first and orders characters by frequency (``by_frequency=True``)."""
+
+    kind = "char"
+
+    def __init__(self, chars: Sequence[str], specials: Sequence[str] = (UNK,), lower: bool = False):
+        specials = list(specials) if UNK in specials else [UNK, *specials]
+        super().__init__([*specials, *(c for c in chars if c not in specials)], specials, lower)
+
+    @classmethod
+    def train(cls, text: str | Iterable[str], specials: Sequence[str] = (UNK,), min_freq: int = 1,
+              max_size: int | None = None, lower: bool = False, by_frequency: bool = False) -> CharTokenizer:
+        """From a text (or its lines): every character (``by_frequency=False``: sorted), or the
+        ones seen ``min_freq`` times, most frequent first, at most ``max_size`` with the specials."""
+        counts: Counter[str] = Counter()
+        for line in [text] if isinstance(text, str) else text:
+            counts.update(line.lower() if lower else line)
+        if not counts:
+            raise DataError("cannot build a character vocabulary from an empty text")
+        specials = list(specials) if UNK in specials else [UNK, *specials]
+        if by_frequency or min_freq > 1 or max_size is not None:
+            chars = cls._ranked(counts, specials, min_freq, max_size)
+        else:
+            chars = sorted(c for c in counts if c not in specials)
+        return cls(chars, specials, lower)
+
+    def _encode(self, text: str) -> list[int]:
+        get, unk = self.stoi.get, self.unk_id
+        return [get(c, unk) for c in (text.lower() if self.lower else text)]
 
     def unknown(self, text: str) -> list[str]:
         """Characters of ``text`` that are not in the vocabulary (they would encode as ``<unk>``)."""
-        return sorted({c for c in text if c not in self.stoi})
+        return sorted({c for c in (text.lower() if self.lower else text) if c not in self.stoi})
 
     def decode(self, ids: Iterable[int]) -> str:
-        itos, n = self.itos, len(self.itos)
         out = []
         for i in ids:
-            i = int(i)
-            if not 0 <= i < n:
-                raise DataError(f"token id {i} is outside the vocabulary (size {n})")
-            out.append("\ufffd" if i == 0 else itos[i])
+            tok = self.itos[self._check_id(i)]
+            if tok == UNK:
+                out.append("\ufffd")
+            elif tok not in self.special_tokens:
+                out.append(tok)
         return "".join(out)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "chars": self.itos[1:]}
+    def state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "chars": self.itos[len(self.special_tokens):], "specials": self.special_tokens,
+                "lower": self.lower}
 
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> CharTokenizer:
-        return cls(state["chars"])
+        return cls(state["chars"], state.get("specials", [UNK]), state.get("lower", False))
 
 
-class WordTokenizer(Tokenizer):
+class WordTokenizer(_Vocabulary):
     """Whitespace word vocabulary with specials, ``min_freq`` and ``max_size``.
 
     ``specials`` come first (``<unk>`` always present); the rest is ordered by frequency,
-    ties broken alphabetically, so the vocabulary is the same on every run. ``split="char"``
-    makes every character a token (decoded without separators): a character vocabulary with
-    the sequence specials, as the dates translation task uses.
+    ties broken alphabetically, so the vocabulary is the same on every run.
     """
 
     kind = "word"
 
-    def __init__(self, itos: Sequence[str], specials: Sequence[str] = (UNK, EOS), lower: bool = False,
-                 split: str = "space"):
-        if split not in ("space", "char"):
-            raise ConfigError(f"WordTokenizer split must be 'space' or 'char', got {split!r}")
-        self.split = split
-        if UNK not in specials:
-            specials = (UNK, *specials)
-        self.specials = list(specials)
-        self.itos = list(itos)
-        if self.itos[: len(self.specials)] != self.specials:
-            raise DataError("WordTokenizer: vocabulary must start with its specials")
-        self.stoi = {w: i for i, w in enumerate(self.itos)}
-        self.unk_id = self.stoi[UNK]
-        self.lower = lower
+    def __init__(self, itos: Sequence[str], specials: Sequence[str] = (UNK, EOS), lower: bool = False):
+        super().__init__(itos, specials, lower)
 
     @classmethod
-    def train(
-        cls,
-        lines: Iterable[str],
-        min_freq: int = 1,
-        max_size: int | None = None,
-        specials: Sequence[str] = (UNK, EOS),
-        lower: bool = False,
-        split: str = "space",
-    ) -> WordTokenizer:
-        if min_freq < 1:
-            raise ConfigError(f"min_freq must be >= 1, got {min_freq}")
+    def train(cls, lines: Iterable[str], min_freq: int = 1, max_size: int | None = None,
+              specials: Sequence[str] = (UNK, EOS), lower: bool = False) -> WordTokenizer:
         counts: Counter[str] = Counter()
         for line in lines:
-            line = line.lower() if lower else line
-            counts.update(line if split == "char" else line.split())
+            counts.update((line.lower() if lower else line).split())
         if not counts:
             raise DataError("cannot build a word vocabulary from an empty corpus")
         specials = list(specials) if UNK in specials else [UNK, *specials]
-        words = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_freq and w not in specials]
-        if max_size is not None:
-            if max_size <= len(specials):
-                raise ConfigError(f"max_size={max_size} leaves no room beyond the {len(specials)} special tokens")
-            words = words[: max_size - len(specials)]
-        return cls([*specials, *words], specials=specials, lower=lower, split=split)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.itos)
+        return cls([*specials, *cls._ranked(counts, specials, min_freq, max_size)], specials=specials, lower=lower)
 
     def tokens(self, text: str) -> list[str]:
-        text = text.lower() if self.lower else text
-        return list(text) if self.split == "char" else text.split()
+        return (text.lower() if self.lower else text).split()
 
-    def encode(self, text: str, add_eos: bool = False) -> list[int]:
+    def _encode(self, text: str) -> list[int]:
         get, unk = self.stoi.get, self.unk_id
-        ids = [get(w, unk) for w in self.tokens(text)]
-        if add_eos and EOS in self.stoi:
-            ids.append(self.stoi[EOS])
-        return ids
+        return [get(w, unk) for w in self.tokens(text)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        n = len(self.itos)
         words = []
         for i in ids:
-            i = int(i)
-            if not 0 <= i < n:
-                raise DataError(f"token id {i} is outside the vocabulary (size {n})")
-            w = self.itos[i]
-            if self.split == "char":  # characters joined as they are; <unk> shown as U+FFFD, other specials dropped
-                if w == UNK:
-                    words.append("\ufffd")
-                elif w not in self.specials:
-                    words.append(w)
-                continue
-            words.append("\n" if w == EOS else w)
-        if self.split == "char":
-            return "".join(words)
+            w = self.itos[self._check_id(i)]
+            if w == EOS:
+                words.append("\n")
+            elif w == UNK or w not in self.special_tokens:
+                words.append(w)
         return " ".join(words).replace(" \n ", "\n").replace(" \n", "\n")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "itos": self.itos, "specials": self.specials, "lower": self.lower, "split": self.split}
+    def state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "itos": self.itos, "specials": self.special_tokens, "lower": self.lower}
 
     @classmethod
-    def _from_state(cls, state: dict[str, Any]) -> WordTokenizer:
-        return cls(state["itos"], specials=state["specials"], lower=state.get("lower", False),
-                   split=state.get("split", "space"))
+    def _from_state(cls, state: dict[str, Any]) -> Tokenizer:
+        if state.get("split") == "char":  # written before character vocabularies were CharTokenizers
+            n = len(state["specials"])
+            return CharTokenizer(state["itos"][n:], state["specials"], state.get("lower", False))
+        return cls(state["itos"], specials=state["specials"], lower=state.get("lower", False))
 
 
 def load_tokenizer(path_or_state: str | os.PathLike | dict[str, Any]) -> Tokenizer:
     if isinstance(path_or_state, dict):
-        return Tokenizer.from_dict(path_or_state)
+        return Tokenizer.from_state(path_or_state)
     return Tokenizer.load(path_or_state)
 
 
@@ -220,7 +258,7 @@ SEQ_SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0-3 for classification and translatio
 class SentencePieceTokenizer(Tokenizer):
     """Subword units (Kudo & Richardson 2018): ``model_type`` ``bpe`` or ``unigram``, trained on
     the training split only. Ids: ``<pad>`` 0, ``<unk>`` 1, ``<bos>`` 2, ``<eos>`` 3, like
-    :class:`WordTokenizer` with :data:`SEQ_SPECIALS`. The serialized model travels as text
+    the vocabularies with :data:`SEQ_SPECIALS`. The serialized model travels as text
     (base64) in ``to_dict``, so checkpoints with it load with ``weights_only=True``.
 
     :meth:`train_cached` keeps the model in ``<cache_dir>/sentencepiece/<key>.model``, the key being
@@ -299,25 +337,24 @@ class SentencePieceTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return self.sp.get_piece_size()
 
+    @property
+    def specials(self) -> dict[str, int]:
+        return {"pad": self.pad_id, "unk": self.unk_id, "bos": self.bos_id, "eos": self.eos_id}
+
     def pieces(self, text: str) -> list[str]:
         return self.sp.encode(text, out_type=str)
 
-    def encode(self, text: str, add_eos: bool = False) -> list[int]:
-        ids = self.sp.encode(text)
-        return [*ids, self.eos_id] if add_eos else ids
+    def piece(self, i: int) -> str:
+        return self.sp.id_to_piece(self._check_id(i))
+
+    def _encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
 
     def decode(self, ids: Iterable[int]) -> str:
-        n = self.vocab_size
-        keep = []
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < n:
-                raise DataError(f"token id {i} is outside the vocabulary (size {n})")
-            if i not in (self.pad_id, self.bos_id, self.eos_id):
-                keep.append(i)
-        return self.sp.decode(keep)
+        drop = (self.pad_id, self.bos_id, self.eos_id)
+        return self.sp.decode([i for i in (self._check_id(i) for i in ids) if i not in drop])
 
-    def to_dict(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         import base64
 
         return {"kind": self.kind, "model": base64.b64encode(self.model_proto).decode("ascii")}
@@ -333,8 +370,7 @@ def train_seq_tokenizer(lines: Sequence[str], cfg: dict[str, Any], cache_dir: st
                         kinds: Sequence[str] = ("word", "sentencepiece", "char")) -> Tokenizer:
     """A classification/translation vocabulary (ids 0-3: :data:`SEQ_SPECIALS`) trained on ``lines``.
     ``cfg``: ``{"kind": ..., <settings>}`` with ``kind`` one of ``kinds`` (default: the first);
-    ``sentencepiece`` models are cached in ``cache_dir``; ``char`` is a character
-    :class:`WordTokenizer`."""
+    ``sentencepiece`` models are cached in ``cache_dir``."""
     cfg = dict(cfg)
     kind = cfg.pop("kind", kinds[0])
     if kind not in kinds:
@@ -343,11 +379,11 @@ def train_seq_tokenizer(lines: Sequence[str], cfg: dict[str, Any], cache_dir: st
     if kind == "sentencepiece":
         return SentencePieceTokenizer.train_cached(lines, cache_dir, **cfg)[0]
     if kind == "char":
-        cfg["split"] = "char"
+        return CharTokenizer.train(lines, specials=SEQ_SPECIALS, by_frequency=True, **cfg)
     return WordTokenizer.train(lines, specials=SEQ_SPECIALS, **cfg)
 
 
-# the settings each kind's trainer takes (``char`` is a WordTokenizer over characters)
+# the settings each kind's trainer takes
 TOKENIZER_SETTINGS = {"sentencepiece": ("vocab_size", "model_type", "character_coverage"),
                       "word": ("min_freq", "max_size", "lower"), "char": ("min_freq", "max_size", "lower")}
 

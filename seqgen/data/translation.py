@@ -32,12 +32,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from seqgen.data.download import default_data_dir
+from seqgen.data.download import Resource, default_data_dir, fetch
+from seqgen.data.registry import Readers
+from seqgen.data.splits import subsample
 from seqgen.data.text import bucket_loader, pad_batch
 from seqgen.data.tokenizers import Tokenizer, train_seq_tokenizer
 from seqgen.errors import ConfigError, DataError
 
-TRANSLATION_DATASETS = ("multi30k", "tsv", "dates")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 Pairs = tuple[list[str], list[str]]
 
@@ -108,6 +109,67 @@ def date_pairs(n: int, seed: int = 0, exclude: set[str] | None = None,
     return src, tgt
 
 
+# -- the translation datasets: one reader each -------------------------------------------------------
+# read(dm) -> {"train": (sources, targets), "val": ..., "test": ...}
+TRANSLATION_DATASETS = Readers("translation")
+MULTI30K_LANGS = ("de", "en", "fr")
+
+
+def _check_multi30k(dm: Any) -> None:
+    if dm.src_lang not in MULTI30K_LANGS or dm.tgt_lang not in MULTI30K_LANGS or dm.src_lang == dm.tgt_lang:
+        raise ConfigError(f"multi30k: src_lang and tgt_lang must be two different of {MULTI30K_LANGS}, "
+                          f"got {dm.src_lang!r} -> {dm.tgt_lang!r}")
+
+
+def _multi30k_resources(dm: Any) -> list[Resource]:
+    from seqgen.data import corpora
+
+    return [corpora.multi30k_resource(split, lang) for split in corpora.MULTI30K_SPLITS for lang in (dm.src_lang, dm.tgt_lang)]
+
+
+@TRANSLATION_DATASETS.register("multi30k", resources=_multi30k_resources, check=_check_multi30k)
+def read_multi30k(dm: Any) -> dict[str, Pairs]:
+    """Multi30k task 1 (Elliott et al. 2016), any two of de/en/fr; empty lines on either side dropped."""
+    from seqgen.data.corpora import multi30k_lines
+
+    out = {}
+    for split in ("train", "val", "test"):
+        s, t = multi30k_lines(dm.data_dir, split, dm.src_lang), multi30k_lines(dm.data_dir, split, dm.tgt_lang)
+        if len(s) != len(t):
+            raise DataError(f"multi30k {split}: {len(s)} {dm.src_lang} lines but {len(t)} {dm.tgt_lang} lines")
+        keep = [i for i in range(len(s)) if s[i].strip() and t[i].strip()]
+        out[split] = ([s[i] for i in keep], [t[i] for i in keep])
+    return out
+
+
+@TRANSLATION_DATASETS.register("dates")
+def read_dates(dm: Any) -> dict[str, Pairs]:
+    """Human-written dates -> ISO 8601, generated (seeded); no date in two splits."""
+    test = date_pairs(dm.num_eval, dm.seed + 1)
+    val = date_pairs(dm.num_eval, dm.seed + 2, exclude=set(test[0]))
+    train = date_pairs(dm.num_train, dm.seed, exclude=set(test[0]) | set(val[0]))
+    return {"train": train, "val": val, "test": test}
+
+
+def _check_tsv(dm: Any) -> None:
+    if not dm.pairs_file:
+        raise ConfigError("dataset=tsv needs data.pairs_file=<source<TAB>target file>")
+
+
+@TRANSLATION_DATASETS.register("tsv", check=_check_tsv)
+def read_tsv(dm: Any) -> dict[str, Pairs]:
+    """``source<TAB>target`` lines (Tatoeba/ManyThings style); val and test held out at random (seeded)."""
+    src, tgt = read_pairs_tsv(dm.pairs_file, dm.reverse)
+    n = len(src)
+    n_val, n_test = int(round(n * dm.val_fraction)), int(round(n * dm.test_fraction))
+    if n - n_val - n_test < 1 or n_val < 1 or n_test < 1:
+        raise DataError(f"{dm.pairs_file}: {n} pairs are too few for val_fraction={dm.val_fraction} and "
+                        f"test_fraction={dm.test_fraction}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(dm.seed)).tolist()
+    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    return {k: ([src[i] for i in idx], [tgt[i] for i in idx]) for k, idx in parts.items()}
+
+
 class TranslationDataModule(L.LightningDataModule):
     def __init__(self, dataset: str = "multi30k", src_lang: str = "de", tgt_lang: str = "en", data_dir: str | None = None,
                  batch_size: int = 64, eval_batch_size: int = 256, max_tokens: int | None = None,
@@ -115,15 +177,7 @@ class TranslationDataModule(L.LightningDataModule):
                  train_size: int | None = None, seed: int = 0, pairs_file: str | None = None, reverse: bool = False,
                  val_fraction: float = 0.05, test_fraction: float = 0.05, num_train: int = 20000, num_eval: int = 1000):
         super().__init__()
-        if dataset not in TRANSLATION_DATASETS:
-            raise ConfigError(f"unknown translation dataset {dataset!r}; available: {', '.join(TRANSLATION_DATASETS)}")
-        if dataset == "multi30k":
-            langs = ("de", "en", "fr")
-            if src_lang not in langs or tgt_lang not in langs or src_lang == tgt_lang:
-                raise ConfigError(f"multi30k: src_lang and tgt_lang must be two different of {langs}, "
-                                  f"got {src_lang!r} -> {tgt_lang!r}")
-        if dataset == "tsv" and not pairs_file:
-            raise ConfigError("dataset=tsv needs data.pairs_file=<source<TAB>target file>")
+        self.reader = TRANSLATION_DATASETS.get(dataset)
         for name, v in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("max_len", max_len),
                         ("num_train", num_train), ("num_eval", num_eval)):
             if not isinstance(v, int) or v <= 0:
@@ -141,42 +195,11 @@ class TranslationDataModule(L.LightningDataModule):
         self.texts: dict[str, Pairs] = {}
         self.ids: dict[str, tuple[list[list[int]], list[list[int]]]] = {}
         self.dropped = 0
+        self.reader.check(self)
 
     def prepare_data(self) -> None:
-        if self.dataset == "multi30k":
-            from seqgen.data import corpora
-
-            for split in corpora.MULTI30K_SPLITS:
-                for lang in (self.src_lang, self.tgt_lang):
-                    corpora.fetch(corpora.multi30k_resource(split, lang), self.data_dir)
-
-    # -- reading ------------------------------------------------------------------------------
-    def _read(self) -> dict[str, Pairs]:
-        if self.dataset == "multi30k":
-            from seqgen.data.corpora import multi30k_lines
-
-            out = {}
-            for split in ("train", "valid", "test"):
-                s, t = multi30k_lines(self.data_dir, split, self.src_lang), multi30k_lines(self.data_dir, split, self.tgt_lang)
-                if len(s) != len(t):
-                    raise DataError(f"multi30k {split}: {len(s)} {self.src_lang} lines but {len(t)} {self.tgt_lang} lines")
-                keep = [i for i in range(len(s)) if s[i].strip() and t[i].strip()]
-                out[split] = ([s[i] for i in keep], [t[i] for i in keep])
-            return out
-        if self.dataset == "dates":
-            test = date_pairs(self.num_eval, self.seed + 1)
-            val = date_pairs(self.num_eval, self.seed + 2, exclude=set(test[0]))
-            train = date_pairs(self.num_train, self.seed, exclude=set(test[0]) | set(val[0]))
-            return {"train": train, "valid": val, "test": test}
-        src, tgt = read_pairs_tsv(self.pairs_file, self.reverse)
-        n = len(src)
-        n_val, n_test = int(round(n * self.val_fraction)), int(round(n * self.test_fraction))
-        if n - n_val - n_test < 1 or n_val < 1 or n_test < 1:
-            raise DataError(f"{self.pairs_file}: {n} pairs are too few for val_fraction={self.val_fraction} and "
-                            f"test_fraction={self.test_fraction}")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
-        parts = {"test": order[:n_test], "valid": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-        return {k: ([src[i] for i in idx], [tgt[i] for i in idx]) for k, idx in parts.items()}
+        for resource in self.reader.resources(self):
+            fetch(resource, self.data_dir)
 
     def _tokenizer(self, lines: list[str]) -> Tokenizer:
         return train_seq_tokenizer(lines, self.tokenizer_cfg, self.data_dir, kinds=("sentencepiece", "word", "char"))
@@ -184,10 +207,9 @@ class TranslationDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.ids:
             return
-        texts = self._read()
-        if self.train_size is not None and self.train_size < len(texts["train"][0]):
-            idx = torch.randperm(len(texts["train"][0]), generator=torch.Generator().manual_seed(self.seed + 1))
-            idx = sorted(idx[: self.train_size].tolist())
+        texts = self.reader.read(self)
+        idx = subsample(len(texts["train"][0]), self.train_size, self.seed + 1)
+        if idx is not None:
             texts["train"] = tuple([side[i] for i in idx] for side in texts["train"])  # type: ignore[assignment]
         src_train, tgt_train = texts["train"]
         if self.shared_vocab:
@@ -240,15 +262,15 @@ class TranslationDataModule(L.LightningDataModule):
         return self._loader("train", self.batch_size, True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("valid", self.eval_batch_size, False)
+        return self._loader("val", self.eval_batch_size, False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, False)
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang, "max_len": self.max_len,
-                "src_tokenizer": self.src_tokenizer.to_dict() if self.src_tokenizer else None,
-                "tgt_tokenizer": self.tgt_tokenizer.to_dict() if self.tgt_tokenizer else None}
+                "src_tokenizer": self.src_tokenizer.state() if self.src_tokenizer else None,
+                "tgt_tokenizer": self.tgt_tokenizer.state() if self.tgt_tokenizer else None}
 
 
 def source_ids(ids: list[int], max_len: int) -> list[int]:

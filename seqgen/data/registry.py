@@ -1,0 +1,77 @@
+"""Datasets by registry: each family (images, text classification, translation, language
+modelling) has one LightningDataModule and a :class:`Readers` table of small readers, one per
+dataset. A data module asks its reader what to download and how to read the splits; it never
+switches on the dataset's name. Adding a dataset is one reader here-or-anywhere plus one YAML
+file in ``conf/data/``:
+
+    from seqgen.data.images import IMAGE_DATASETS
+
+    @IMAGE_DATASETS.register("kmnist", shape=lambda dm: (1, 28, 28), num_classes=lambda dm: 10,
+                             resources=lambda dm: kmnist_resources())
+    def read_kmnist(dm):
+        return {"train": (x_train, y_train), "test": (x_test, y_test)}, KMNIST_CLASSES
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from seqgen.errors import ConfigError
+
+
+def _nothing(dm: Any) -> list[Any]:
+    return []
+
+
+def _no_check(dm: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One dataset: ``read(dm)`` returns its splits (the family says in what form); ``resources(dm)``
+    lists the files ``prepare_data`` fetches (published URLs and checksums); ``check(dm)`` raises a
+    ConfigError for settings this dataset cannot work with, at construction; ``info`` holds cheap
+    facts a family's ``dims`` reads without loading anything (e.g. image shape, class count)."""
+
+    name: str
+    read: Callable[[Any], Any]
+    resources: Callable[[Any], list[Any]] = _nothing
+    check: Callable[[Any], None] = _no_check
+    info: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+
+
+class Readers:
+    """The readers of one family, by dataset name."""
+
+    def __init__(self, family: str):
+        self.family = family
+        self._readers: dict[str, Reader] = {}
+
+    def register(self, name: str, resources: Callable[[Any], list[Any]] = _nothing,
+                 check: Callable[[Any], None] = _no_check, **info: Callable[[Any], Any]) -> Callable[[Callable], Callable]:
+        """Decorator: register ``read`` (a function of the data module) as dataset ``name``."""
+
+        def add(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            if name in self._readers:
+                raise ValueError(f"{self.family} dataset {name!r} is registered twice")
+            self._readers[name] = Reader(name, read, resources, check, dict(info))
+            return read
+
+        return add
+
+    def get(self, name: str) -> Reader:
+        if name not in self._readers:
+            raise ConfigError(f"unknown {self.family} dataset {name!r}; available: {', '.join(self)}")
+        return self._readers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._readers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._readers
+
+    def __len__(self) -> int:
+        return len(self._readers)
