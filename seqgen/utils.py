@@ -62,6 +62,78 @@ def check_keys(spec: Any, where: str = "") -> None:
             check_keys(v, f"{where}[{i}]")
 
 
+_SIMPLE = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _allowed_types(annotation: Any) -> tuple[type, ...] | None:
+    """The plain types an annotation admits (``int | None`` -> (int, NoneType)); None when it says
+    more than plain types (then the constructor is left to judge)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if annotation in _SIMPLE or annotation is type(None):
+        return (annotation,)
+    if origin in (typing.Union, types.UnionType):
+        out: tuple[type, ...] = ()
+        for arg in typing.get_args(annotation):
+            got = _allowed_types(arg) if typing.get_origin(arg) is None else ((typing.get_origin(arg),)
+                                                                             if typing.get_origin(arg) in (list, tuple, dict)
+                                                                             else None)
+            if got is None:
+                return None
+            out += got
+        return out
+    if origin in (list, tuple, dict) or annotation in (list, tuple, dict):
+        return (origin or annotation,)
+    return None
+
+
+def _fits(value: Any, allowed: tuple[type, ...]) -> bool:
+    if value is None:
+        return type(None) in allowed
+    if isinstance(value, bool):
+        return bool in allowed
+    if isinstance(value, int):
+        return int in allowed or float in allowed
+    if isinstance(value, float):
+        return float in allowed
+    if isinstance(value, (list, tuple)):
+        return list in allowed or tuple in allowed
+    if isinstance(value, Mapping):
+        return dict in allowed
+    return type(value) in allowed or not any(t in _SIMPLE for t in allowed)
+
+
+def check_types(target: Any, params: Mapping[str, Any], where: str = "") -> None:
+    """Each value against the plain type its parameter is annotated with (``int``, ``float``,
+    ``bool``, ``str``, ``list``, optional or unions of them): ``data.batch_size=abc`` or
+    ``model.net.bidirectional=yes`` is a ConfigError naming the key, before anything is built.
+    Ranges (positive, in [0, 1), ...) are the constructor's to check: each value has one judge."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(target.__init__ if isinstance(target, type) else target)
+    except Exception:  # annotations that do not resolve here: the constructor decides
+        return
+    at = f"{where}." if where else ""
+    for key, value in params.items():
+        allowed = _allowed_types(hints[key]) if key in hints else None
+        if allowed and not _fits(value, allowed):
+            want = " or ".join(_SIMPLE.get(t, "null" if t is type(None) else f"a {t.__name__}") for t in allowed)
+            raise ConfigError(f"{at}{key} must be {want}, got {value!r}")
+
+
+def _placed(message: str, where: str, names: list[str]) -> str:
+    """``dropout must be ...`` from a net built at ``model.net`` -> ``model.net.dropout must be ...``."""
+    import re
+
+    if not where or message.startswith(where):
+        return message
+    first = re.match(r"[A-Za-z_]\w*", message)
+    return f"{where}.{message}" if first and first.group(0) in names else f"{where}: {message}"
+
+
 def build(spec: Any, where: str = "", offered: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
     """Build an object from a ``{"_target_": "...", **params}`` mapping (or return it as is): the
     one way seqgen builds data modules, models, nets, callbacks, loggers and the trainer.
@@ -90,8 +162,11 @@ def build(spec: Any, where: str = "", offered: Mapping[str, Any] | None = None, 
                               "(it comes from the data)")
         params.setdefault(k, v)
     params.update(kwargs)
+    check_types(target, {k: v for k, v in spec.items() if k != "_target_"}, where)
     try:
         return target(**params)
+    except ConfigError as e:  # the constructor's own check: name the key where the config holds it
+        raise type(e)(_placed(str(e), where, names)) from e
     except TypeError as e:
         raise ConfigError(f"cannot build {where + ' = ' if where else ''}{spec['_target_']} with "
                           f"{sorted(params)}: {e}") from e

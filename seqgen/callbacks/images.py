@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from seqgen.contracts import HasLatentScatter, HasVisuals
+from seqgen.utils import check_positive
 
 
 def make_grid(images: Tensor, nrow: int = 8, padding: int = 2, scale: int = 1, pad_value: float = 1.0) -> Tensor:
@@ -73,6 +74,7 @@ def log_image(trainer: L.Trainer, key: str, grid: Tensor, path: Path, step: int)
 
 class ImageGrids(L.Callback):
     def __init__(self, every_n_epochs: int = 1, dirname: str = "samples", scale: int | None = None):
+        check_positive("every_n_epochs", every_n_epochs)
         self.every_n_epochs, self.dirname, self.scale = every_n_epochs, dirname, scale
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str, step: int) -> None:

@@ -10,6 +10,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from seqgen.contracts import Generates, HasTokenizer
+from seqgen.errors import ConfigError
+from seqgen.utils import check_positive
 
 
 class TextSamples(L.Callback):
@@ -22,6 +24,10 @@ class TextSamples(L.Callback):
     def __init__(self, prompt: str = "\n", max_new_tokens: int = 300, temperature: float = 0.8,
                  top_k: int | None = None, top_p: float | None = None, num_samples: int = 2,
                  every_n_epochs: int = 1, seed: int = 0, dirname: str = "samples", echo: bool = True):
+        for name, v in (("max_new_tokens", max_new_tokens), ("num_samples", num_samples), ("every_n_epochs", every_n_epochs)):
+            check_positive(name, v)
+        if not temperature > 0:
+            raise ConfigError(f"temperature must be a positive number, got {temperature!r}")
         self.prompt, self.max_new_tokens, self.temperature = prompt, max_new_tokens, temperature
         self.top_k, self.top_p, self.num_samples = top_k, top_p, num_samples
         self.every_n_epochs, self.seed, self.dirname, self.echo = every_n_epochs, seed, dirname, echo

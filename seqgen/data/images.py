@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqgen.data.download import Resource, default_data_dir, fetch
-from seqgen.data.registry import Readers
+from seqgen.data.registry import ReaderDataModule, Readers
 from seqgen.data.sharding import rank_world, resume_skip
 from seqgen.data.splits import stratified_split, subsample
 from seqgen.errors import ConfigError, DataError
@@ -382,7 +381,7 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.n, generator=gen).tolist()[self.skip():])
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(ReaderDataModule):
     """``dataset``: a name in :data:`IMAGE_DATASETS` (digits, mnist5k, mnist, fashion_mnist, cifar10,
     cifar100, folder, synthetic); its reader fetches and reads the files.
 
@@ -391,19 +390,21 @@ class ImageDataModule(L.LightningDataModule):
     (stratified, seeded). ``normalize``: standardise with the training set's mean and std.
     """
 
+
+    READERS = IMAGE_DATASETS
+
     def __init__(self, dataset: str = "digits", data_dir: str | None = None, batch_size: int = 64,
                  eval_batch_size: int = 512, val_fraction: float = 0.1, train_size: int | None = None,
                  normalize: bool = True, seed: int = 0, class_subset: list[int] | None = None,
                  train_per_class: int | None = None, folder: str | None = None, image_size: int = 32,
                  channels: int = 3, test_fraction: float = 0.2, binarize: str | None = None,
                  binarize_threshold: float = 0.5):
-        super().__init__()
+        super().__init__(dataset)
         if binarize not in (None, "none", "threshold", "stochastic"):
             raise ConfigError(f"data.binarize must be threshold, stochastic or null, got {binarize!r}")
         if binarize not in (None, "none") and normalize:
             raise ConfigError("data.binarize needs pixel values in [0, 1]: set data.normalize=false")
         self.binarize, self.binarize_threshold = (None if binarize == "none" else binarize), binarize_threshold
-        self.reader = IMAGE_DATASETS.get(dataset)
         check_positive("data.batch_size", batch_size)
         check_positive("data.eval_batch_size", eval_batch_size)
         if train_size is not None:
@@ -422,11 +423,7 @@ class ImageDataModule(L.LightningDataModule):
         self.val_fraction, self.train_size, self.normalize, self.seed = val_fraction, train_size, normalize, seed
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.classes: list[str] = []
-        self.reader.check(self)
-
-    def prepare_data(self) -> None:
-        for resource in self.reader.resources(self):
-            fetch(resource, self.data_dir)
+        self.check_reader()
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

@@ -14,13 +14,12 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from seqgen.data import corpora
 from seqgen.data.download import default_data_dir
-from seqgen.data.registry import Readers
+from seqgen.data.registry import ReaderDataModule, Readers
 from seqgen.data.sharding import current_epoch, rank_world, resume_skip
 from seqgen.data.tokenizers import EOS, CharTokenizer, SentencePieceTokenizer, Tokenizer, WordTokenizer
 from seqgen.errors import ConfigError, DataError
@@ -119,7 +118,7 @@ CORPORA.register("files", check=_check_files)(lambda dm: corpora.text_files(dm.f
                                                                                dm.files["test"]))
 
 
-class LMDataModule(L.LightningDataModule):
+class LMDataModule(ReaderDataModule):
     """Character- or word-level language-modelling data for truncated BPTT.
 
     Args:
@@ -134,6 +133,9 @@ class LMDataModule(L.LightningDataModule):
         batch_size / eval_batch_size: rows of the batchified stream per rank.
         bptt: truncated-BPTT chunk length; ``bptt_jitter`` varies it per chunk (seeded per epoch).
     """
+
+
+    READERS = CORPORA
 
     def __init__(
         self,
@@ -153,8 +155,7 @@ class LMDataModule(L.LightningDataModule):
         seed: int = 0,
         tokenizer: dict[str, Any] | None = None,
     ):
-        super().__init__()
-        self.reader = CORPORA.get(corpus)
+        super().__init__(corpus)
         if level not in ("char", "word", "sentencepiece"):
             raise ConfigError(f"level must be 'char', 'word' or 'sentencepiece', got {level!r}")
         for name, value in (("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size), ("data.bptt", bptt)):
@@ -169,16 +170,11 @@ class LMDataModule(L.LightningDataModule):
         self.tokenizer: Tokenizer | None = None
         self.streams: dict[str, torch.Tensor] = {}
         self.corpus: corpora.Corpus | None = None
-        self.reader.check(self)
+        self.check_reader()
 
     # -- reading -------------------------------------------------------------------------
     def load_corpus(self) -> corpora.Corpus:
         return self.reader.read(self)
-
-    def prepare_data(self) -> None:
-        # downloads (rank 0 only); reading happens in setup on every rank
-        for resource in self.reader.resources(self):
-            corpora.fetch(resource, self.data_dir)
 
     def build_tokenizer(self, corpus: corpora.Corpus) -> Tokenizer:
         if self.level == "char":

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+import lightning as L
 
 from seqgen.errors import ConfigError
 
@@ -75,3 +77,25 @@ class Readers:
 
     def __len__(self) -> int:
         return len(self._readers)
+
+
+class ReaderDataModule(L.LightningDataModule):
+    """The base of each family's data module (Bolts' ``VisionDataModule`` + ``dataset_cls``
+    pattern): ``READERS`` is the family's table, ``self.reader`` the dataset's reader, and
+    ``prepare_data`` fetches what the reader lists (rank zero only, as Lightning calls it).
+    Subclasses set ``data_dir`` and call :meth:`check_reader` once their settings are stored."""
+
+    READERS: ClassVar[Readers]
+
+    def __init__(self, dataset: str):
+        super().__init__()
+        self.reader = self.READERS.get(dataset)
+
+    def check_reader(self) -> None:
+        self.reader.check(self)
+
+    def prepare_data(self) -> None:
+        from seqgen.data.download import fetch
+
+        for resource in self.reader.resources(self):
+            fetch(resource, self.data_dir)

@@ -27,12 +27,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from seqgen.data.download import Resource, default_data_dir, extract_archive, fetch
-from seqgen.data.registry import Readers
+from seqgen.data.registry import ReaderDataModule, Readers
 from seqgen.data.splits import stratified_split, subsample
 from seqgen.data.text import bucket_loader, pad_batch
 from seqgen.data.tokenizers import Tokenizer, train_seq_tokenizer
@@ -161,14 +160,15 @@ def read_table_files(dm: Any) -> tuple[Texts, list[str]]:
     return {s: (t, [index[v] for v in lab]) for s, (t, lab) in raw.items()}, classes
 
 
-class TextClassificationDataModule(L.LightningDataModule):
+class TextClassificationDataModule(ReaderDataModule):
+    READERS = TEXT_DATASETS
+
     def __init__(self, dataset: str = "langid_multi30k", data_dir: str | None = None, batch_size: int = 64,
                  eval_batch_size: int = 256, tokenizer: dict[str, Any] | None = None, max_len: int = 256,
                  val_fraction: float = 0.1, train_size: int | None = None, seed: int = 0, max_tokens: int | None = None,
                  train_file: str | None = None, test_file: str | None = None, text_column: str = "text",
                  label_column: str = "label", delimiter: str = ","):
-        super().__init__()
-        self.reader = TEXT_DATASETS.get(dataset)
+        super().__init__(dataset)
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         self.dataset, self.data_dir = dataset, str(data_dir or default_data_dir())
@@ -180,11 +180,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         self.tokenizer: Tokenizer | None = None
         self.classes: list[str] = []
         self.splits: dict[str, tuple[list[list[int]], torch.Tensor]] = {}
-        self.reader.check(self)
-
-    def prepare_data(self) -> None:
-        for resource in self.reader.resources(self):
-            fetch(resource, self.data_dir)
+        self.check_reader()
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

@@ -124,6 +124,20 @@ class _Vocabulary(Tokenizer):
     def piece(self, i: int) -> str:
         return self.itos[self._check_id(i)]
 
+    def _surface(self, ids: Iterable[int], unk: str, eos: str | None = None) -> list[str]:
+        """The tokens of ``ids`` as text shows them: ``<unk>`` as ``unk``, ``<eos>`` as ``eos``
+        (dropped when None), the other specials dropped."""
+        out = []
+        for i in ids:
+            tok = self.itos[self._check_id(i)]
+            if tok == UNK:
+                out.append(unk)
+            elif tok == EOS and eos is not None:
+                out.append(eos)
+            elif tok not in self.special_tokens:
+                out.append(tok)
+        return out
+
     @staticmethod
     def _ranked(counts: Counter[str], special_tokens: Sequence[str], min_freq: int, max_size: int | None) -> list[str]:
         """Tokens by frequency (ties alphabetical: the same vocabulary every run), cut by
@@ -177,14 +191,7 @@ class CharTokenizer(_Vocabulary):
         return sorted({c for c in (text.lower() if self.lower else text) if c not in self.stoi})
 
     def decode(self, ids: Iterable[int]) -> str:
-        out = []
-        for i in ids:
-            tok = self.itos[self._check_id(i)]
-            if tok == UNK:
-                out.append("\ufffd")
-            elif tok not in self.special_tokens:
-                out.append(tok)
-        return "".join(out)
+        return "".join(self._surface(ids, unk="\ufffd"))
 
     def state(self) -> dict[str, Any]:
         return {"kind": self.kind, "chars": self.itos[len(self.special_tokens):], "specials": self.special_tokens,
@@ -226,13 +233,7 @@ class WordTokenizer(_Vocabulary):
         return [get(w, unk) for w in self.tokens(text)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        words = []
-        for i in ids:
-            w = self.itos[self._check_id(i)]
-            if w == EOS:
-                words.append("\n")
-            elif w == UNK or w not in self.special_tokens:
-                words.append(w)
+        words = self._surface(ids, unk=UNK, eos="\n")
         return " ".join(words).replace(" \n ", "\n").replace(" \n", "\n")
 
     def state(self) -> dict[str, Any]:

@@ -28,12 +28,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from seqgen.data.download import Resource, default_data_dir, fetch
-from seqgen.data.registry import Readers
+from seqgen.data.download import Resource, default_data_dir
+from seqgen.data.registry import ReaderDataModule, Readers
 from seqgen.data.splits import subsample
 from seqgen.data.text import bucket_loader, pad_batch
 from seqgen.data.tokenizers import Tokenizer, train_seq_tokenizer
@@ -170,14 +169,15 @@ def read_tsv(dm: Any) -> dict[str, Pairs]:
     return {k: ([src[i] for i in idx], [tgt[i] for i in idx]) for k, idx in parts.items()}
 
 
-class TranslationDataModule(L.LightningDataModule):
+class TranslationDataModule(ReaderDataModule):
+    READERS = TRANSLATION_DATASETS
+
     def __init__(self, dataset: str = "multi30k", src_lang: str = "de", tgt_lang: str = "en", data_dir: str | None = None,
                  batch_size: int = 64, eval_batch_size: int = 256, max_tokens: int | None = None,
                  tokenizer: dict[str, Any] | None = None, shared_vocab: bool = False, max_len: int = 80,
                  train_size: int | None = None, seed: int = 0, pairs_file: str | None = None, reverse: bool = False,
                  val_fraction: float = 0.05, test_fraction: float = 0.05, num_train: int = 20000, num_eval: int = 1000):
-        super().__init__()
-        self.reader = TRANSLATION_DATASETS.get(dataset)
+        super().__init__(dataset)
         for name, v in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("max_len", max_len),
                         ("num_train", num_train), ("num_eval", num_eval)):
             if not isinstance(v, int) or v <= 0:
@@ -195,11 +195,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.texts: dict[str, Pairs] = {}
         self.ids: dict[str, tuple[list[list[int]], list[list[int]]]] = {}
         self.dropped = 0
-        self.reader.check(self)
-
-    def prepare_data(self) -> None:
-        for resource in self.reader.resources(self):
-            fetch(resource, self.data_dir)
+        self.check_reader()
 
     def _tokenizer(self, lines: list[str]) -> Tokenizer:
         return train_seq_tokenizer(lines, self.tokenizer_cfg, self.data_dir, kinds=("sentencepiece", "word", "char"))

@@ -11,7 +11,13 @@ import torch
 from torch import Tensor
 
 from seqgen.errors import NonFiniteLossError
-from seqgen.models.optim import build_optimizer, build_scheduler, param_groups
+from seqgen.models.optim import (
+    build_optimizer,
+    build_scheduler,
+    check_optimizer,
+    check_scheduler,
+    param_groups,
+)
 from seqgen.utils import build, to_plain
 
 
@@ -35,6 +41,8 @@ class SeqgenModule(L.LightningModule):
         super().__init__()
         self.optimizer_cfg = dict(optimizer or {"name": "adam", "lr": 1e-3})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
+        check_optimizer(self.optimizer_cfg)
+        check_scheduler(self.scheduler_cfg)
         self.skip_nonfinite = skip_nonfinite
         self.compile_net = compile
         self.skipped_steps = 0

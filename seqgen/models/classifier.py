@@ -33,6 +33,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from seqgen.errors import ConfigError
 from seqgen.models.base import SeqgenModule, build_net
+from seqgen.utils import check_probability
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -60,6 +61,7 @@ class Classifier(SeqgenModule):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
         if loss not in LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; available: {', '.join(LOSSES)}")
+        check_probability("model.label_smoothing", label_smoothing)
         self.save_hparams_with_net(net)
         self.net = build_net(net, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
                              input_size=input_size, vocab_size=vocab_size)

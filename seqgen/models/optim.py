@@ -55,6 +55,30 @@ def build_optimizer(params: Iterable[Any], name: str = "adam", lr: float = 1e-3,
         raise ConfigError(f"optimizer {name!r}: {e}") from e
 
 
+def check_optimizer(cfg: dict[str, Any]) -> None:
+    """At construction: the optimiser's name and the values torch would refuse only at fit start."""
+    name = str(cfg.get("name", "adam")).lower()
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {cfg.get('name')!r}; available: {', '.join(OPTIMIZERS)}")
+    lr = cfg.get("lr", 1e-3)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ConfigError(f"model.optimizer.lr must be a positive number, got {lr!r}")
+    for key in ("weight_decay", "momentum"):
+        v = cfg.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+            raise ConfigError(f"model.optimizer.{key} must be a non-negative number, got {v!r}")
+
+
+def check_scheduler(cfg: dict[str, Any]) -> None:
+    """At construction: the scheduler's name and the settings it needs."""
+    name = str(cfg.get("name", "none")).lower()
+    if name not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {cfg.get('name')!r}; available: {', '.join(SCHEDULERS)}")
+    v = cfg.get("step_size")
+    if name == "step" and v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+        raise ConfigError(f"model.scheduler.step_size must be a positive integer, got {v!r}")
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, name: str = "none", total_steps: int | None = None,
                     monitor: str = "val/loss", **kw: Any) -> dict[str, Any] | None:
     """Return a Lightning ``lr_scheduler`` dict, or None for ``none``."""

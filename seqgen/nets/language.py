@@ -7,11 +7,14 @@ decoder may share its weight matrix with the embedding (``tie_weights``), which 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from seqgen.errors import ConfigError
 from seqgen.nets.recurrent import Recurrent, State
+from seqgen.utils import check_probability
 
 
 class RNNLM(nn.Module):
@@ -37,6 +40,9 @@ class RNNLM(nn.Module):
             raise ConfigError(f"tie_weights needs embedding_dim == hidden_size (got {embedding_dim} and {hidden_size})")
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        check_probability("dropout", dropout)
+        if emb_dropout is not None:
+            check_probability("emb_dropout", emb_dropout)
         self.emb_drop = nn.Dropout(dropout if emb_dropout is None else emb_dropout)
         self.rnn = Recurrent(kind, embedding_dim, hidden_size, num_layers=num_layers, dropout=dropout, impl=impl,
                              batch_first=True, forget_bias=forget_bias)
@@ -58,18 +64,10 @@ class RNNLM(nn.Module):
         out, state = self.rnn(x, state)
         return self.decoder(self.out_drop(out)), state
 
-    @torch.no_grad()
-    def generate(
-        self,
-        prompt: Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Sample a continuation of ``prompt`` (B, T0) -> (B, max_new_tokens) token ids."""
-        return sample_continuation(self, prompt, max_new_tokens, temperature, top_k, top_p, generator)
+    def generate(self, prompt: Tensor, max_new_tokens: int, *args: Any, **kwargs: Any) -> Tensor:
+        """Sample a continuation of ``prompt`` (B, T0) -> (B, max_new_tokens) token ids; the
+        sampling settings (temperature, top_k, top_p, generator) are :func:`sample_continuation`'s."""
+        return sample_continuation(self, prompt, max_new_tokens, *args, **kwargs)
 
 
 def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> Tensor:
