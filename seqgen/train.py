@@ -369,8 +369,10 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
 
 
 def _finish_loggers(loggers: list[Any]) -> None:
+    from lightning.pytorch.loggers import WandbLogger  # importable without wandb itself
+
     for lg in loggers:  # a W&B run stays open (and swallows the next run in this process) until finished
-        if type(lg).__name__ == "WandbLogger" and _is_rank_zero():
+        if isinstance(lg, WandbLogger) and _is_rank_zero():
             lg.experiment.finish()
 
 

@@ -103,6 +103,8 @@ def test_train_cli_unknown_task_and_typo(tmp_path):
     assert proc.returncode != 0 and "max_epoch" in proc.stderr
     proc = run_script([TRAIN, "data.batch_size=-4"], tmp_path)
     assert proc.returncode == 2 and "data.batch_size must be a positive integer" in proc.stderr
+    proc = run_script([TRAIN, "task=digits_mlp", "+model.net.dropuot=0.5"], tmp_path)  # a key no constructor takes
+    assert proc.returncode == 2 and "error: unknown key model.net.dropuot for seqgen.nets.MLP" in proc.stderr
     assert not list(tmp_path.rglob("*.ckpt"))
 
 

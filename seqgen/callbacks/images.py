@@ -62,13 +62,14 @@ def default_scale(h: int) -> int:
 def log_image(trainer: L.Trainer, key: str, grid: Tensor, path: Path, step: int) -> None:
     """Send a grid to every logger that takes images: TensorBoard (``add_image``), Weights & Biases
     (``log_image``) and MLflow (the PNG as an artifact of the run)."""
+    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger  # none imports its package
+
     for logger in trainer.loggers:
-        kind = type(logger).__name__
-        if kind == "TensorBoardLogger":
+        if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, grid, global_step=step)
-        elif kind == "WandbLogger":
+        elif isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[str(path)], step=step)
-        elif kind == "MLFlowLogger":
+        elif isinstance(logger, MLFlowLogger):
             logger.experiment.log_artifact(logger.run_id, str(path), artifact_path=key.rsplit("/", 1)[0])
 
 
