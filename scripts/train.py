@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+import seqgen.runs  # noqa: E402,F401  (the run-folder resolver of conf/hydra/default.yaml)
 from seqgen.errors import SeqgenError  # noqa: E402
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")

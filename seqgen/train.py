@@ -276,7 +276,7 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule, extra_callbacks: li
                   output_dir: Path) -> _RunParts:
     """Callbacks (configured, the caller's, and seqgen's own), loggers and the Trainer."""
     callbacks = _build_group(cfg, "callbacks") + list(extra_callbacks)
-    loggers = _build_group(cfg, "logger")
+    loggers = build_loggers(cfg)
     if not loggers:  # LearningRateMonitor needs a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if cfg.get("seed") is not None:
@@ -299,6 +299,43 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule, extra_callbacks: li
                                 "data": _plain(cfg.data), "trainer": {k: v for k, v in _plain(cfg.trainer).items()
                                                                       if k != "_target_"}})
     return _RunParts(trainer, loggers, interrupt, started)
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    """The configured loggers. An MLflow logger on a SQLite file is built, and its store, experiment
+    and run opened, while holding that file's lock: concurrent first runs would otherwise race to
+    create the schema (``duplicate column name``, alembic's ``Online migration expected to match one
+    row``) or the experiment. A tracking server (``logger=mlflow_server``) serialises its writers."""
+    import contextlib
+
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from seqgen.locks import locked
+
+    stores = sorted({str(conf.get("tracking_uri"))[len("sqlite:///"):] for conf in (cfg.get("logger") or {}).values()
+                     if conf is not None and str(conf.get("tracking_uri", "")).startswith("sqlite:///")})
+    with contextlib.ExitStack() as held:
+        for db in stores:
+            held.enter_context(locked(db))
+        loggers = _build_group(cfg, "logger")
+        for lg in loggers:
+            if isinstance(lg, MLFlowLogger) and _is_rank_zero():
+                _open_mlflow(lg)  # schema, experiment and run created now (under the lock for SQLite)
+    return loggers
+
+
+def _open_mlflow(logger: Any, tries: int = 5) -> None:
+    """Get or create the experiment and the run. Through a tracking server, two first runs can
+    both find no experiment and both create it; the loser finds it on the next try."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(tries):
+        try:
+            _ = logger.experiment, logger.run_id
+            return
+        except MlflowException as e:
+            if getattr(e, "error_code", "") != "RESOURCE_ALREADY_EXISTS" or attempt == tries - 1:
+                raise
 
 
 def fit(cfg: DictConfig, parts: _RunParts, model: L.LightningModule, datamodule: L.LightningDataModule,

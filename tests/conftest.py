@@ -17,6 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from hypothesis import settings
 from omegaconf import DictConfig, open_dict
 
+import seqgen.runs  # noqa: F401  (the run-folder resolver of conf/hydra/default.yaml)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))

@@ -62,7 +62,11 @@ def default_scale(h: int) -> int:
 def log_image(trainer: L.Trainer, key: str, grid: Tensor, path: Path, step: int) -> None:
     """Send a grid to every logger that takes images: TensorBoard (``add_image``), Weights & Biases
     (``log_image``) and MLflow (the PNG as an artifact of the run)."""
-    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger  # none imports its package
+    from lightning.pytorch.loggers import (  # none imports its package
+        MLFlowLogger,
+        TensorBoardLogger,
+        WandbLogger,
+    )
 
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):

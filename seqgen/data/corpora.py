@@ -141,14 +141,13 @@ def wikitext_resource(variant: str) -> Resource:
 
 def wikitext(root: str | os.PathLike, variant: str = "wikitext2") -> Corpus:
     """WikiText-2/103 from the published zip: ``<folder>/wiki.{train,valid,test}.{tokens|raw}``."""
-    from seqgen.data.download import extract_archive
+    from seqgen.data.download import extract_once
 
     zpath = fetch(wikitext_resource(variant), root)
     _, folder, ext, _ = WIKITEXT[variant]
     out = Path(root) / "wikitext"
     files = {s: out / folder / f"wiki.{s}.{ext}" for s in ("train", "valid", "test")}
-    if not all(f.is_file() for f in files.values()):
-        extract_archive(zpath, out, members=[f"{folder}/wiki.{s}.{ext}" for s in files])
+    extract_once(zpath, out, files.values(), members=[f"{folder}/wiki.{s}.{ext}" for s in files])
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:
         raise DataError(f"{zpath} does not contain {missing}")

@@ -9,7 +9,9 @@ local path or raises an error that says exactly which file to put where, with it
 * Offline mode: ``SEQGEN_OFFLINE=1`` (or ``offline=True``) never touches the network.
 * Downloads go to ``<file>.part`` (resumed with an HTTP Range request when a partial file
   exists), are verified, and only then renamed into place: a killed download or a corrupt
-  one never leaves a file that looks complete.
+  one never leaves a file that looks complete. A download holds ``<file>.lock`` (see
+  :mod:`seqgen.locks`): concurrent runs that need the same file wait for the one fetching it and
+  reuse its result, so the resumable ``.part`` always has one writer.
 * Archives are extracted member by member, refusing absolute paths, ``..`` and links that
   point outside the target folder.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqgen.errors import ChecksumError, DataError, DataNotFoundError, UnsafeArchiveError
+from seqgen.locks import locked
 
 CHUNK = 1 << 20
 
@@ -104,6 +107,17 @@ def fetch(resource: Resource, root: str | os.PathLike | None = None, offline: bo
         verify(target, resource)
         return target
     offline = is_offline() if offline is None else offline
+    if offline or not resource.urls:
+        return _fetch(resource, target, offline)
+    # one download per file at a time: a concurrent run waits here, then finds the verified file
+    with locked(target):
+        if target.is_file():
+            verify(target, resource)
+            return target
+        return _fetch(resource, target, offline)
+
+
+def _fetch(resource: Resource, target: Path, offline: bool) -> Path:
     if offline:
         raise DataNotFoundError(_missing_message(resource, target, "Offline mode (SEQGEN_OFFLINE=1) and a data file is missing."))
     if not resource.urls:
@@ -175,6 +189,18 @@ def _check_member_name(name: str, dest: Path, archive: Path) -> Path:
     if not _is_within(dest, out):
         raise UnsafeArchiveError(f"{archive}: member {name!r} would be written outside {dest}; refusing to extract")
     return out
+
+
+def extract_once(archive: str | os.PathLike, dest: str | os.PathLike, ready: Iterable[str | os.PathLike],
+                 members: Iterable[str] | None = None) -> Path:
+    """Extract ``archive`` into ``dest`` unless every path of ``ready`` exists, holding
+    ``dest/.extract.lock`` for the check and the extraction: of concurrent runs one extracts, the
+    others wait and then find the files complete (never half-written)."""
+    dest, ready = Path(dest), [Path(p) for p in ready]
+    with locked(dest / ".extract"):
+        if ready and all(p.exists() for p in ready):
+            return dest
+        return extract_archive(archive, dest, members)
 
 
 def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, members: Iterable[str] | None = None) -> Path:

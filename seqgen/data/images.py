@@ -184,13 +184,12 @@ def read_cifar_batch(path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.
 
 
 def load_cifar_dataset(name: str, root: str | Path) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], list[str]]:
-    from seqgen.data.download import extract_archive
+    from seqgen.data.download import extract_once
 
     archive, _, folder, train_files, test_file, label_key, meta_file, names_key = CIFAR[name]
     path = fetch(cifar_resource(name), root)
     base = Path(root) / name / folder
-    if not all((base / f).is_file() for f in [*train_files, test_file, meta_file]):
-        extract_archive(path, Path(root) / name)
+    extract_once(path, Path(root) / name, [base / f for f in [*train_files, test_file, meta_file]])
     parts = [read_cifar_batch(base / f, label_key) for f in train_files]
     train = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
     test = read_cifar_batch(base / test_file, label_key)

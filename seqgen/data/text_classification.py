@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from seqgen.data.download import Resource, default_data_dir, extract_archive, fetch
+from seqgen.data.download import Resource, default_data_dir, extract_once, fetch
 from seqgen.data.registry import ReaderDataModule, Readers
 from seqgen.data.splits import stratified_split, subsample
 from seqgen.data.text import bucket_loader, pad_batch
@@ -244,7 +244,7 @@ class TextClassificationDataModule(ReaderDataModule):
 
 def _extracted(archive: Path, dest: Path, marker: str) -> Path:
     """Extract once: an archive whose ``marker`` path already exists under ``dest`` is not re-read."""
-    return dest if (dest / marker).exists() else extract_archive(archive, dest)
+    return extract_once(archive, dest, [dest / marker])
 
 
 def _find(folder: Path, rel: str) -> Path:

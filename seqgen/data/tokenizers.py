@@ -319,19 +319,25 @@ class SentencePieceTokenizer(Tokenizer):
         path = Path(cache_dir) / "sentencepiece" / f"{model_type}{vocab_size}-{h.hexdigest()[:16]}.model"
         if path.is_file():
             return cls(path.read_bytes()), True
-        tok = cls.train(lines, **opts)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(tok.model_proto)
-            os.replace(tmp, path)
-        except OSError as e:  # a read-only data folder: train every run rather than fail
-            import contextlib
-            import warnings
+        from seqgen.locks import locked, unique_temp
 
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            warnings.warn(f"sentencepiece model not cached ({e}); it will be trained again next run", stacklevel=2)
+        # concurrent runs with the same data and settings: one trains, the others wait and reuse it
+        with locked(path):
+            if path.is_file():
+                return cls(path.read_bytes()), True
+            tok = cls.train(lines, **opts)
+            tmp = unique_temp(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(tok.model_proto)
+                os.replace(tmp, path)
+            except OSError as e:  # a read-only data folder: train every run rather than fail
+                import contextlib
+                import warnings
+
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+                warnings.warn(f"sentencepiece model not cached ({e}); it will be trained again next run", stacklevel=2)
         return tok, False
 
     @property
