@@ -231,3 +231,22 @@ def test_a_killed_holder_leaves_no_lock_that_blocks(tmp_path):
     start = time.time()
     with locked(target, timeout=5) as got:
         assert got and time.time() - start < 5  # ... but the kernel dropped the dead holder's lock
+
+
+@pytest.mark.slow
+def test_two_sweeps_in_the_same_second_get_two_sweep_folders(tmp_path):
+    base = tmp_path / "outputs" / "digits_mlp"
+    commands = [[sys.executable, TRAIN, "-m", "task=digits_mlp", f"seed={i}", "model.optimizer.lr=0.01,0.001",
+                 "logger=none", *QUICK, f"hydra.sweep.dir=${{seqgen.run_dir:{base},multirun_same}}"] for i in range(2)]
+    for r in _together(commands, tmp_path):
+        assert r.returncode == 0, r.stderr[-2000:]
+    sweeps = sorted(base.iterdir())
+    assert [s.name for s in sweeps] == ["multirun_same", "multirun_same_1"]
+    seeds = set()
+    for sweep in sweeps:  # each sweep's jobs share its one folder
+        jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+        assert jobs == ["0", "1"]
+        found = {yaml.safe_load((sweep / j / ".hydra" / "config.yaml").read_text())["seed"] for j in jobs}
+        assert len(found) == 1 and all((sweep / j / "metrics.json").is_file() for j in jobs)
+        seeds |= found
+    assert seeds == {0, 1}
