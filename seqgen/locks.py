@@ -16,13 +16,14 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def locked(target: str | os.PathLike, timeout: float = -1) -> Iterator[bool]:
-    """Hold ``<target>.lock`` for the block (``timeout`` seconds at most; -1 waits as long as the
+    """Hold ``<target's folder>/.locks/<name>.lock`` for the block (a hidden folder: lock files,
+    empty and harmless once released, stay out of the data listing) (``timeout`` seconds at most; -1 waits as long as the
     holder works). Yields False without locking when the folder cannot take a lock file (a
     read-only data folder: nothing will be written there either)."""
     from filelock import FileLock, Timeout
 
     path = Path(target)
-    lock_path = path.with_name(path.name + ".lock")
+    lock_path = path.parent / ".locks" / (path.name + ".lock")
     lock = FileLock(str(lock_path), timeout=timeout)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)

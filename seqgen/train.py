@@ -250,10 +250,10 @@ def check_config(cfg: DictConfig) -> None:
 
 def prepare_data(datamodule: L.LightningDataModule) -> None:
     """Download/verify on one process per machine (Lightning's rule; DDP ranks are separate
-    processes that each run this function), then set up the splits, which ``dims`` needs."""
+    processes that each run this function). ``dims`` then reads only what the model's sizes need
+    (nothing for images; the text and its vocabulary for text), and Lightning's ``setup`` the rest."""
     if _is_rank_zero():
         datamodule.prepare_data()
-    datamodule.setup("fit")
 
 
 def build_model_for(cfg: DictConfig, datamodule: L.LightningDataModule, resuming: bool) -> L.LightningModule:

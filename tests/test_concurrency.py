@@ -227,7 +227,7 @@ def test_a_killed_holder_leaves_no_lock_that_blocks(tmp_path):
         pass  # held by the other process
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=30)
-    assert (tmp_path / "cache.model.lock").exists()  # the file stays behind ...
+    assert (tmp_path / ".locks" / "cache.model.lock").exists()  # the file stays behind ...
     start = time.time()
     with locked(target, timeout=5) as got:
         assert got and time.time() - start < 5  # ... but the kernel dropped the dead holder's lock

@@ -9,7 +9,7 @@ local path or raises an error that says exactly which file to put where, with it
 * Offline mode: ``SEQGEN_OFFLINE=1`` (or ``offline=True``) never touches the network.
 * Downloads go to ``<file>.part`` (resumed with an HTTP Range request when a partial file
   exists), are verified, and only then renamed into place: a killed download or a corrupt
-  one never leaves a file that looks complete. A download holds ``<file>.lock`` (see
+  one never leaves a file that looks complete. A download holds ``.locks/<file>.lock`` (see
   :mod:`seqgen.locks`): concurrent runs that need the same file wait for the one fetching it and
   reuse its result, so the resumable ``.part`` always has one writer.
 * Archives are extracted member by member, refusing absolute paths, ``..`` and links that
@@ -194,7 +194,7 @@ def _check_member_name(name: str, dest: Path, archive: Path) -> Path:
 def extract_once(archive: str | os.PathLike, dest: str | os.PathLike, ready: Iterable[str | os.PathLike],
                  members: Iterable[str] | None = None) -> Path:
     """Extract ``archive`` into ``dest`` unless every path of ``ready`` exists, holding
-    ``dest/.extract.lock`` for the check and the extraction: of concurrent runs one extracts, the
+    ``dest/.locks/.extract.lock`` for the check and the extraction: of concurrent runs one extracts, the
     others wait and then find the files complete (never half-written)."""
     dest, ready = Path(dest), [Path(p) for p in ready]
     with locked(dest / ".extract"):

@@ -197,20 +197,25 @@ class LMDataModule(ReaderDataModule):
                     ids.extend(self.tokenizer.encode(line, eos=True))  # word and sentencepiece
         return torch.tensor(ids, dtype=torch.long)
 
+    def _tokenizer_ready(self) -> Tokenizer:
+        """Read the corpus and build the vocabulary (what ``dims`` needs; nothing is encoded yet)."""
+        if self.tokenizer is None:
+            self.corpus = self.load_corpus()
+            self.tokenizer = self.build_tokenizer(self.corpus)
+        return self.tokenizer
+
     def setup(self, stage: str | None = None) -> None:
         if self.tokenizer is not None and self.streams:
             return
-        self.corpus = self.load_corpus()
-        self.tokenizer = self.build_tokenizer(self.corpus)
+        self._tokenizer_ready()
         self.streams = {s: self.encode(getattr(self.corpus, s)) for s in ("train", "val", "test")}
 
     # -- what models need ------------------------------------------------------------------
     @property
     def dims(self) -> dict[str, Any]:
         """``vocab_size`` is the tokenizer's, built from the training text (cached for
-        sentencepiece): the one dimension that needs the data set up."""
-        if self.tokenizer is None:
-            self.setup()
+        sentencepiece): the corpus is read, nothing is encoded."""
+        self._tokenizer_ready()
         # the level decides which metrics the model reports (bits per character only for characters)
         return {"vocab_size": self.tokenizer.vocab_size, "level": self.level}
 

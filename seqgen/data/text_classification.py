@@ -178,13 +178,15 @@ class TextClassificationDataModule(ReaderDataModule):
         self.train_file, self.test_file = train_file, test_file
         self.text_column, self.label_column, self.delimiter = text_column, label_column, delimiter
         self.tokenizer: Tokenizer | None = None
+        self._texts: dict[str, tuple[list[str], list[int]]] = {}  # read by build_tokenizer, encoded by setup
         self.classes: list[str] = []
         self.splits: dict[str, tuple[list[list[int]], torch.Tensor]] = {}
         self.check_reader()
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def build_tokenizer(self) -> Tokenizer:
+        """Read the texts and train the vocabulary (what ``dims`` needs; nothing is encoded yet)."""
+        if self.tokenizer is not None:
+            return self.tokenizer
         data, classes = self.reader.read(self)
         self.classes = list(classes)
         if "val" not in data:
@@ -195,6 +197,14 @@ class TextClassificationDataModule(ReaderDataModule):
         # the vocabulary comes from all training text, labelled or not (as a language model trained on
         # the same text would have it): a few-label run shares its tokenizer with the full-data run
         self.tokenizer = train_seq_tokenizer(data["train"][0], self.tokenizer_cfg, self.data_dir, kinds=("word", "sentencepiece"))
+        self._texts = data
+        return self.tokenizer
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        self.build_tokenizer()
+        data, self._texts = self._texts, {}
         texts, labels = data["train"]
         small = subsample(len(labels), self.train_size, self.seed + 1, labels=torch.tensor(labels))
         if small is not None:
@@ -206,8 +216,8 @@ class TextClassificationDataModule(ReaderDataModule):
     @property
     def dims(self) -> dict[str, Any]:
         """``vocab_size`` is the tokenizer's, trained on the training split (cached for
-        sentencepiece): the one dimension that needs the data set up."""
-        self.setup()
+        sentencepiece): the texts are read, nothing is encoded."""
+        self.build_tokenizer()
         return {"vocab_size": self.tokenizer.vocab_size, "num_classes": len(self.classes)}
 
     def _collate(self, split: str):

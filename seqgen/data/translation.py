@@ -200,9 +200,10 @@ class TranslationDataModule(ReaderDataModule):
     def _tokenizer(self, lines: list[str]) -> Tokenizer:
         return train_seq_tokenizer(lines, self.tokenizer_cfg, self.data_dir, kinds=("sentencepiece", "word", "char"))
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.ids:
-            return
+    def build_tokenizers(self) -> tuple[Tokenizer, Tokenizer]:
+        """Read the pairs and train the vocabularies (what ``dims`` needs; nothing is encoded yet)."""
+        if self.src_tokenizer is not None and self.tgt_tokenizer is not None:
+            return self.src_tokenizer, self.tgt_tokenizer
         texts = self.reader.read(self)
         idx = subsample(len(texts["train"][0]), self.train_size, self.seed + 1)
         if idx is not None:
@@ -213,6 +214,13 @@ class TranslationDataModule(ReaderDataModule):
         else:
             self.src_tokenizer, self.tgt_tokenizer = self._tokenizer(src_train), self._tokenizer(tgt_train)
         self.texts = texts
+        return self.src_tokenizer, self.tgt_tokenizer
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.ids:
+            return
+        self.build_tokenizers()
+        texts = self.texts
         for split, (src, tgt) in texts.items():
             s_ids = [self.src_tokenizer.encode(x) for x in src]
             t_ids = [self.tgt_tokenizer.encode(x) for x in tgt]
@@ -227,7 +235,8 @@ class TranslationDataModule(ReaderDataModule):
 
     @property
     def dims(self) -> dict[str, Any]:
-        self.setup()
+        """The vocabularies' sizes: the pairs are read and the tokenizers trained, nothing is encoded."""
+        self.build_tokenizers()
         return {"src_vocab_size": self.src_tokenizer.vocab_size, "tgt_vocab_size": self.tgt_tokenizer.vocab_size,
                 "pad_id": PAD_ID, "bos_id": BOS_ID, "eos_id": EOS_ID}
 
