@@ -45,15 +45,19 @@ def _together(commands: list[list[str]], cwd: Path, timeout: int = 300, env: dic
 
 
 @pytest.mark.slow
-def test_four_runs_in_the_same_second_get_four_complete_folders(tmp_path):
-    # the same folder name for all four (a fixed stamp instead of the time): the collision is certain
+def test_four_first_runs_in_the_same_second_get_four_complete_folders_and_one_mlflow_store(tmp_path):
+    """Four runs of one task started together, on a fresh MLflow SQLite store, and forced into one
+    folder name (a fixed stamp instead of the time: the collision is certain)."""
+    from mlflow.tracking import MlflowClient
+
     base = tmp_path / "outputs" / "digits_mlp"
-    commands = [[sys.executable, TRAIN, "task=digits_mlp", f"seed={i}", "logger=csv", *QUICK,
-                 f"hydra.run.dir=${{seqgen.run_dir:{base},same_second}}"] for i in range(4)]
+    commands = [[sys.executable, TRAIN, "task=digits_mlp", f"seed={i}", "logger=[csv,mlflow]",
+                 f"paths.log_dir={tmp_path / 'outputs'}", *QUICK, f"hydra.run.dir=${{seqgen.run_dir:{base},same_second}}"]
+                for i in range(4)]
     results = _together(commands, tmp_path)
     for r in results:
-        assert r.returncode == 0, r.stderr[-2000:]
-    folders = sorted(base.iterdir())
+        assert r.returncode == 0, r.stderr[-3000:]
+    folders = sorted(p for p in base.iterdir() if p.is_dir())
     assert [f.name for f in folders] == ["same_second", "same_second_1", "same_second_2", "same_second_3"]
     seeds = []
     for folder in folders:
@@ -66,6 +70,10 @@ def test_four_runs_in_the_same_second_get_four_complete_folders(tmp_path):
         assert overrides == command[2:-1]  # its own command (Hydra keeps hydra.* overrides in hydra.yaml)
         seeds.append(seed)
     assert sorted(seeds) == [f"seed={i}" for i in range(4)]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("digits_mlp").experiment_id])
+    assert len(runs) == 4 and {r.data.params["seed"] for r in runs} == {"0", "1", "2", "3"}
+    assert all("test/acc" in r.data.metrics and "val/loss" in r.data.metrics for r in runs)
 
 
 def test_run_dir_is_exclusive_and_slurm_ranks_share_one(tmp_path):
@@ -78,20 +86,6 @@ def test_run_dir_is_exclusive_and_slurm_ranks_share_one(tmp_path):
     assert ranks == {str(tmp_path / "t" / "slurm77_step0")}
     one_task = {"SLURM_JOB_ID": "78", "SLURM_NTASKS": "1"}  # array jobs of one task each: by time, exclusively
     assert Path(run_dir(str(tmp_path / "t"), "stamp", environ=one_task)).name == "stamp_3"
-
-
-@pytest.mark.slow
-def test_three_first_mlflow_runs_at_once_on_a_fresh_store(tmp_path):
-    from mlflow.tracking import MlflowClient
-
-    commands = [[sys.executable, TRAIN, "task=digits_mlp", f"seed={i}", "logger=mlflow", f"paths.log_dir={tmp_path / 'outputs'}",
-                 *QUICK] for i in range(3)]
-    for r in _together(commands, tmp_path):
-        assert r.returncode == 0, r.stderr[-3000:]
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("digits_mlp").experiment_id])
-    assert len(runs) == 3 and {r.data.params["seed"] for r in runs} == {"0", "1", "2"}
-    assert all("test/acc" in r.data.metrics and "val/loss" in r.data.metrics for r in runs)
 
 
 def _free_port() -> int:

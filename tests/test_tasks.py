@@ -8,6 +8,7 @@ import fixtures
 import lightning as L
 import pytest
 import yaml
+from omegaconf import open_dict
 
 from conftest import CONF, TASKS, make_cfg
 from seqgen.train import run
@@ -62,6 +63,10 @@ def test_task_runs_under_debug(task, tmp_path, data_dir, monkeypatch, no_network
         extra.append(f"model.init_from={tmp_path / 'source' / 'run'}")
     cfg = make_cfg(tmp_path, [f"task={task}", "trainer=debug", *common, *extra])
     assert cfg.task_name == task, "task_name must equal the task file's name (it names the run folder)"
+    if str(cfg.data._target_).endswith("ImageDataModule"):  # one step of a big net needs no big batch
+        with open_dict(cfg):
+            cfg.data.batch_size = min(cfg.data.batch_size, 16)
+            cfg.data.eval_batch_size = min(cfg.data.get("eval_batch_size", 16), 16)
     arrived = _DataValuesArrived()
     metrics = run(cfg, extra_callbacks=[arrived])
     assert arrived.checked is not None, "the data/model check did not run"
