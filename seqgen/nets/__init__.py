@@ -4,7 +4,7 @@ from seqgen.nets.attention import BahdanauAttention, LuongAttention
 from seqgen.nets.autoencoders import AutoEncoderNet, ConvDecoder, ConvNet, DenseDecoder
 from seqgen.nets.gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from seqgen.nets.language import RNNLM, filter_logits, sample_continuation
-from seqgen.nets.mlp import MLP, Maxout
+from seqgen.nets.mlp import MLP, Highway, Maxout, Residual
 from seqgen.nets.rbm import DBN, RBM
 from seqgen.nets.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, Recurrent, RNNCell, detach_state
 from seqgen.nets.seq2seq import Seq2Seq
@@ -32,6 +32,8 @@ __all__ = [
     "LSTM",
     "LSTMCell",
     "MLP",
+    "Highway",
+    "Residual",
     "Maxout",
     "RNN",
     "RNNCell",

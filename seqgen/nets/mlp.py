@@ -3,6 +3,12 @@ optional batch norm and dropout per layer.
 
 Maxout (Goodfellow et al. 2013) is its own module: a linear map to ``out * pieces`` units and a
 max over each group of ``pieces``; with two pieces, one fixed at zero, it is a ReLU.
+
+``block``: ``plain`` layers, ``highway`` layers (Srivastava, Greff & Schmidhuber 2015: a transform
+gate ``T`` decides per unit how much of ``H(x)`` to take and how much of ``x`` to carry, the
+gate's bias starting negative so that a deep net starts close to the identity and "decides how many
+layers it needs"), or ``residual`` layers (``x + H(x)``, the ungated descendant, He et al. 2016).
+Highway and residual layers keep the width: the first hidden layer maps the input to it.
 """
 
 from __future__ import annotations
@@ -42,6 +48,43 @@ class Maxout(nn.Module):
         return z.max(-1).values
 
 
+class Highway(nn.Module):
+    """``y = H(x) * T(x) + x * (1 - T(x))`` with ``H = activation(W_H x + b_H)`` and the transform
+    gate ``T = sigmoid(W_T x + b_T)``; ``b_T`` starts at ``gate_bias`` (the paper: -1 to -3), so
+    ``T`` is small and the layer carries its input at first."""
+
+    def __init__(self, size: int, activation: str = "relu", gate_bias: float = -2.0):
+        super().__init__()
+        if activation not in ACTIVATIONS or activation == "maxout":
+            raise ConfigError(f"highway activation must be one of {', '.join(a for a in ACTIVATIONS if a != 'maxout')}, "
+                              f"got {activation!r}")
+        self.transform, self.gate = nn.Linear(size, size), nn.Linear(size, size)
+        self.act = ACTIVATIONS[activation]()
+        with torch.no_grad():
+            self.gate.bias.fill_(gate_bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = torch.sigmoid(self.gate(x))
+        return self.act(self.transform(x)) * t + x * (1.0 - t)
+
+
+class Residual(nn.Module):
+    """``y = x + activation(W x + b)``: the identity path without a gate."""
+
+    def __init__(self, size: int, activation: str = "relu"):
+        super().__init__()
+        if activation not in ACTIVATIONS or activation == "maxout":
+            raise ConfigError(f"residual activation must be one of {', '.join(a for a in ACTIVATIONS if a != 'maxout')}, "
+                              f"got {activation!r}")
+        self.linear, self.act = nn.Linear(size, size), ACTIVATIONS[activation]()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.act(self.linear(x))
+
+
+BLOCKS = ("plain", "highway", "residual")
+
+
 def init_linear(layer: nn.Linear, scheme: str, std: float = 0.01) -> None:
     """``glorot``: Var(W) = 2 / (fan_in + fan_out) (uniform); ``he``: Var(W) = 2 / fan_in (normal);
     ``normal``: N(0, std^2); biases zero. ``default`` keeps torch's init."""
@@ -71,8 +114,11 @@ class MLP(nn.Module):
 
     def __init__(self, input_size: int, num_classes: int, hidden_sizes: Sequence[int] = (500, 500),
                  activation: str = "relu", pieces: int = 2, init: str = "default", init_std: float = 0.01,
-                 batch_norm: bool = False, dropout: float = 0.0, input_dropout: float = 0.0):
+                 batch_norm: bool = False, dropout: float = 0.0, input_dropout: float = 0.0, block: str = "plain",
+                 gate_bias: float = -2.0):
         super().__init__()
+        if block not in BLOCKS:
+            raise ConfigError(f"unknown block {block!r}; available: {', '.join(BLOCKS)}")
         if activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {activation!r}; available: {', '.join(ACTIVATIONS)}")
         if init not in INITS:
@@ -87,6 +133,9 @@ class MLP(nn.Module):
         for name, p in (("dropout", dropout), ("input_dropout", input_dropout)):
             if not 0.0 <= p < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {p}")
+        if block != "plain" and (len(set(hidden_sizes)) > 1 or activation == "maxout" or batch_norm):
+            raise ConfigError(f"block={block} keeps one width without maxout or batch norm: hidden_sizes must all be "
+                              f"equal, got {hidden_sizes}")
         if activation == "maxout" and (not isinstance(pieces, int) or pieces < 2):
             raise ConfigError(f"maxout needs pieces >= 2, got {pieces!r}")
         self.activation = activation
@@ -94,8 +143,13 @@ class MLP(nn.Module):
         if input_dropout:
             layers.append(nn.Dropout(input_dropout))
         width = input_size
-        for h in hidden_sizes:
-            if activation == "maxout":
+        for i, h in enumerate(hidden_sizes):
+            if block != "plain" and i > 0:  # width -> width: a highway or residual layer
+                unit = Highway(h, activation, gate_bias) if block == "highway" else Residual(h, activation)
+                for lin in (unit.transform,) if block == "highway" else (unit.linear,):
+                    init_linear(lin, init, init_std)
+                layers.append(unit)
+            elif activation == "maxout":
                 unit = Maxout(width, h, pieces)
                 init_linear(unit.linear, init, init_std)
                 layers.append(unit)
