@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -48,6 +50,18 @@ def test_generate_cli_prints_and_saves(trained_run, tmp_path):
     assert len(text) > 2 * 50
 
 
+def _script_main(path: str):
+    """``main(argv)`` of a script file, called in-process: the same argument parsing, error
+    messages and exit status as the command line, without a new interpreter per case (one real
+    process per script is in the tests around these)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_script_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
 @pytest.mark.parametrize("args,message", [
     (["prompt="], "prompt is empty"),
     (["prompt=漢字"], "outside the model's vocabulary"),
@@ -55,27 +69,27 @@ def test_generate_cli_prints_and_saves(trained_run, tmp_path):
     (["tempreature=1"], "unknown argument 'tempreature'"),
 ])
 @pytest.mark.slow
-def test_generate_cli_bad_input(trained_run, tmp_path, args, message):
+def test_generate_cli_bad_input(trained_run, tmp_path, args, message, capsys):
     run_dir, _ = trained_run
     before = sorted((run_dir / "samples").iterdir())
-    proc = run_script([GENERATE, f"ckpt={run_dir}", *args], tmp_path)
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    rc = _script_main(GENERATE)([f"ckpt={run_dir}", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
     assert sorted((run_dir / "samples").iterdir()) == before, "a failed call left output behind"
 
 
 @pytest.mark.slow
-def test_generate_cli_bad_checkpoints(trained_run, tmp_path):
+def test_generate_cli_bad_checkpoints(trained_run, tmp_path, capsys):
     run_dir, _ = trained_run
-    proc = run_script([GENERATE, f"ckpt={tmp_path}/missing.ckpt"], tmp_path)
+    proc = run_script([GENERATE, f"ckpt={tmp_path}/missing.ckpt"], tmp_path)  # one through a real process
     assert proc.returncode == 2 and "not found" in proc.stderr
+    main = _script_main(GENERATE)
     truncated = tmp_path / "trunc.ckpt"
     truncated.write_bytes((run_dir / "checkpoints" / "last.ckpt").read_bytes()[:5000])
-    proc = run_script([GENERATE, f"ckpt={truncated}"], tmp_path)
-    assert proc.returncode == 2 and "truncated or corrupt" in proc.stderr
+    assert main([f"ckpt={truncated}"]) == 2 and "truncated or corrupt" in capsys.readouterr().err
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}, "seqgen": {"task": "x", "model_class": "Classifier"}}, other)
-    proc = run_script([GENERATE, f"ckpt={other}"], tmp_path)
-    assert proc.returncode == 2 and "not a seqgen language-model checkpoint" in proc.stderr
+    assert main([f"ckpt={other}"]) == 2 and "not a seqgen language-model checkpoint" in capsys.readouterr().err
 
 
 @pytest.mark.slow
