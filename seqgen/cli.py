@@ -63,11 +63,13 @@ def script_main(argv: list[str], doc: str | None, work: Any) -> int:
 
 
 def write_output(path: str | Path, text: str) -> Path:
-    """Write a script's output file atomically (a ``.tmp`` sibling renamed into place, so an
+    """Write a script's output file atomically (a per-process ``.tmp`` sibling renamed into place, so an
     interrupted write never leaves half a file), creating its folder; UTF-8."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
+    from seqgen.locks import unique_temp
+
+    tmp = unique_temp(dest)  # two scripts writing one output file never share a temporary
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(dest)
     return dest
