@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from seqgen.contracts import Tokenizer
+from seqgen.contracts import Tokenizer, Translates
 
 
 def _pieces(tokenizer: Any, ids: list[int]) -> list[str]:
@@ -62,7 +62,7 @@ class TranslationSamples(L.Callback):
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        items = getattr(pl_module, "val_outputs", [])[: self.num_print]
+        items = pl_module.val_outputs[: self.num_print] if isinstance(pl_module, Translates) else []
         if trainer.sanity_checking or not items:
             return
         folder = Path(trainer.default_root_dir) / self.dirname
@@ -73,7 +73,7 @@ class TranslationSamples(L.Callback):
 
     @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        items = getattr(pl_module, "test_outputs", [])
+        items = pl_module.test_outputs if isinstance(pl_module, Translates) else []
         if not items:
             return
         if all(it.get("index") is not None for it in items):  # batches come length-bucketed: restore file order
