@@ -16,9 +16,9 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def locked(target: str | os.PathLike, timeout: float = -1) -> Iterator[bool]:
-    """Hold ``<target's folder>/.locks/<name>.lock`` for the block (a hidden folder: lock files,
-    empty and harmless once released, stay out of the data listing) (``timeout`` seconds at most; -1 waits as long as the
-    holder works). Yields False without locking when the folder cannot take a lock file (a
+    """Hold ``<target's folder>/.locks/<name>.lock`` for the block, ``timeout`` seconds at most (-1:
+    as long as the holder works). Lock files sit in the hidden ``.locks/`` folder: empty and
+    harmless once released, they stay out of the data listing. Yields False without locking when the folder cannot take a lock file (a
     read-only data folder: nothing will be written there either)."""
     from filelock import FileLock, Timeout
 

@@ -10,7 +10,6 @@ per rank) every rank of the job step uses ``slurm<job>[_<array task>]_step<step>
 
 from __future__ import annotations
 
-import itertools
 import os
 from pathlib import Path
 
@@ -28,14 +27,14 @@ def run_dir(base: str, stamp: str, environ: dict[str, str] | None = None) -> str
         path = root / f"slurm{job}{task}_step{env.get('SLURM_STEP_ID', '0')}"
         path.mkdir(exist_ok=True)  # every rank of the step: the same folder
         return str(path)
-    for n in itertools.count():
+    n = 0
+    while True:
         path = root / (stamp if n == 0 else f"{stamp}_{n}")
         try:
             path.mkdir()
+            return str(path)
         except FileExistsError:
-            continue
-        return str(path)
-    raise AssertionError("unreachable")
+            n += 1
 
 
 def register() -> None:

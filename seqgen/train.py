@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -259,17 +260,21 @@ def prepare_data(datamodule: L.LightningDataModule) -> None:
 def build_model_for(cfg: DictConfig, datamodule: L.LightningDataModule, resuming: bool) -> L.LightningModule:
     """The model for this data, with its transfer source loaded and its evaluation classifier
     attached (both named by the model: ``init_from``, ``eval_classifier``)."""
-    model = build_model(cfg, datamodule.dims)
+    dims = datamodule.dims
+    model = build_model(cfg, dims)
     apply_init_from(model, resuming=resuming, cfg=cfg, datamodule=datamodule)
-    attach_eval_classifier(model, datamodule.dims, cfg)
+    attach_eval_classifier(model, dims, cfg)
     return model
 
 
+@dataclass
 class _RunParts:
     """What ``build_trainer`` makes and ``run`` uses afterwards."""
 
-    def __init__(self, trainer: L.Trainer, loggers: list[Any], interrupt: GracefulInterrupt, started: _TrainingStarted):
-        self.trainer, self.loggers, self.interrupt, self.started = trainer, loggers, interrupt, started
+    trainer: L.Trainer
+    loggers: list[Any]
+    interrupt: GracefulInterrupt
+    started: _TrainingStarted
 
 
 def build_trainer(cfg: DictConfig, model: L.LightningModule, extra_callbacks: list[L.Callback] | tuple[L.Callback, ...],

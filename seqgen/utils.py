@@ -36,8 +36,8 @@ def parameters(target: Any) -> tuple[list[str], bool]:
     return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
 
 
-def _check_own_keys(spec: Mapping[str, Any], where: str) -> None:
-    target = locate(spec["_target_"])
+def _check_own_keys(spec: Mapping[str, Any], where: str, target: Any = None) -> None:
+    target = locate(spec["_target_"]) if target is None else target
     # a factory that forwards **kwargs to a class it picks (``nets.vision.build_net``) names that
     # class's parameters through ``accepted_keys(spec)``
     names, var_kw = target.accepted_keys(spec) if hasattr(target, "accepted_keys") else parameters(target)
@@ -77,9 +77,7 @@ def _allowed_types(annotation: Any) -> tuple[type, ...] | None:
     if origin in (typing.Union, types.UnionType):
         out: tuple[type, ...] = ()
         for arg in typing.get_args(annotation):
-            got = _allowed_types(arg) if typing.get_origin(arg) is None else ((typing.get_origin(arg),)
-                                                                             if typing.get_origin(arg) in (list, tuple, dict)
-                                                                             else None)
+            got = _allowed_types(arg)
             if got is None:
                 return None
             out += got
@@ -149,9 +147,10 @@ def build(spec: Any, where: str = "", offered: Mapping[str, Any] | None = None, 
         return spec
     if "_target_" not in spec:
         raise ConfigError(f"{where or 'config'}: expected a mapping with a '_target_' key, got keys {sorted(spec)}")
-    _check_own_keys(spec, where)
     target = locate(spec["_target_"])
-    params = {k: v for k, v in spec.items() if k != "_target_"}
+    _check_own_keys(spec, where, target)
+    own = {k: v for k, v in spec.items() if k != "_target_"}
+    params = dict(own)
     names, _ = parameters(target)
     for k, v in (offered or {}).items():
         if k not in names:
@@ -162,7 +161,7 @@ def build(spec: Any, where: str = "", offered: Mapping[str, Any] | None = None, 
                               "(it comes from the data)")
         params.setdefault(k, v)
     params.update(kwargs)
-    check_types(target, {k: v for k, v in spec.items() if k != "_target_"}, where)
+    check_types(target, own, where)
     try:
         return target(**params)
     except ConfigError as e:  # the constructor's own check: name the key where the config holds it

@@ -104,12 +104,18 @@ def shared_data_dir() -> Path | None:
     return Path(d) if d and Path(d).is_dir() else None
 
 
+def script_env(**extra: str) -> dict[str, str]:
+    """The environment of a script a test starts: this one, unbuffered, without the test workers'
+    thread setting (a script sets its own)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+    env.pop("SEQGEN_TEST_THREADS", None)
+    return env
+
+
 def run_script(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None,
                input: str | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("SEQGEN_TEST_THREADS", None)
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
-                          input=input)
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=script_env(**(env or {})), input=input)
 
 
 class PoisonAt:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import os
 import signal
 import socket
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, script_env
 
 TRAIN = str(ROOT / "scripts" / "train.py")
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
@@ -28,9 +27,7 @@ QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
-    env.pop("SEQGEN_TEST_THREADS", None)
-    return env
+    return script_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra)  # several processes share 2 cores
 
 
 def _together(commands: list[list[str]], cwd: Path, timeout: int = 300, env: dict | None = None) -> list[subprocess.CompletedProcess]:

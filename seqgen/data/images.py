@@ -427,8 +427,8 @@ class ImageDataModule(ReaderDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        data, self.classes = self.reader.read(self)
-        self.classes = list(self.classes)
+        data, classes = self.reader.read(self)
+        self.classes = list(classes)
         if self.class_subset is not None:  # keep these classes, relabelled 0..k-1 in the given order
             data = {k: self._subset(*v) for k, v in data.items()}
             self.classes = [self.classes[c] if c < len(self.classes) else str(c) for c in self.class_subset]

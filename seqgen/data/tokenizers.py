@@ -30,6 +30,11 @@ UNK, PAD, BOS, EOS = "<unk>", "<pad>", "<bos>", "<eos>"
 _SPECIAL_NAMES = {PAD: "pad", UNK: "unk", BOS: "bos", EOS: "eos"}
 
 
+def _with_unk(specials: Sequence[str]) -> list[str]:
+    """The special tokens, ``<unk>`` first unless listed: every vocabulary has it."""
+    return list(specials) if UNK in specials else [UNK, *specials]
+
+
 class Tokenizer:
     """The shared part. Subclasses register themselves by ``kind`` for :meth:`from_state`."""
 
@@ -90,7 +95,9 @@ class Tokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        from seqgen.locks import unique_temp
+
+        tmp = unique_temp(path)
         tmp.write_text(json.dumps(self.state(), ensure_ascii=False))
         os.replace(tmp, path)
 
@@ -103,7 +110,7 @@ class _Vocabulary(Tokenizer):
     """A token list ``itos`` whose first entries are its ``special_tokens``."""
 
     def __init__(self, itos: Sequence[str], special_tokens: Sequence[str], lower: bool = False):
-        special_tokens = list(special_tokens) if UNK in special_tokens else [UNK, *special_tokens]
+        special_tokens = _with_unk(special_tokens)
         self.itos = list(itos)
         if self.itos[: len(special_tokens)] != special_tokens:
             raise DataError(f"{type(self).__name__}: vocabulary must start with its specials {special_tokens}")
@@ -112,6 +119,9 @@ class _Vocabulary(Tokenizer):
         self.special_tokens, self.lower = special_tokens, lower
         self.stoi = {w: i for i, w in enumerate(self.itos)}
         self.unk_id = self.stoi[UNK]
+
+    def _cased(self, text: str) -> str:
+        return text.lower() if self.lower else text
 
     @property
     def vocab_size(self) -> int:
@@ -162,7 +172,7 @@ class CharTokenizer(_Vocabulary):
     kind = "char"
 
     def __init__(self, chars: Sequence[str], specials: Sequence[str] = (UNK,), lower: bool = False):
-        specials = list(specials) if UNK in specials else [UNK, *specials]
+        specials = _with_unk(specials)
         super().__init__([*specials, *(c for c in chars if c not in specials)], specials, lower)
 
     @classmethod
@@ -175,7 +185,7 @@ class CharTokenizer(_Vocabulary):
             counts.update(line.lower() if lower else line)
         if not counts:
             raise DataError("cannot build a character vocabulary from an empty text")
-        specials = list(specials) if UNK in specials else [UNK, *specials]
+        specials = _with_unk(specials)
         if by_frequency or min_freq > 1 or max_size is not None:
             chars = cls._ranked(counts, specials, min_freq, max_size)
         else:
@@ -184,11 +194,11 @@ class CharTokenizer(_Vocabulary):
 
     def _encode(self, text: str) -> list[int]:
         get, unk = self.stoi.get, self.unk_id
-        return [get(c, unk) for c in (text.lower() if self.lower else text)]
+        return [get(c, unk) for c in self._cased(text)]
 
     def unknown(self, text: str) -> list[str]:
         """Characters of ``text`` that are not in the vocabulary (they would encode as ``<unk>``)."""
-        return sorted({c for c in (text.lower() if self.lower else text) if c not in self.stoi})
+        return sorted({c for c in self._cased(text) if c not in self.stoi})
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self._surface(ids, unk="\ufffd"))
@@ -222,11 +232,11 @@ class WordTokenizer(_Vocabulary):
             counts.update((line.lower() if lower else line).split())
         if not counts:
             raise DataError("cannot build a word vocabulary from an empty corpus")
-        specials = list(specials) if UNK in specials else [UNK, *specials]
+        specials = _with_unk(specials)
         return cls([*specials, *cls._ranked(counts, specials, min_freq, max_size)], specials=specials, lower=lower)
 
     def tokens(self, text: str) -> list[str]:
-        return (text.lower() if self.lower else text).split()
+        return self._cased(text).split()
 
     def _encode(self, text: str) -> list[int]:
         get, unk = self.stoi.get, self.unk_id

@@ -40,15 +40,10 @@ def param_groups(module: nn.Module | list[nn.Parameter], weight_decay: float, de
 
 
 def build_optimizer(params: Iterable[Any], name: str = "adam", lr: float = 1e-3, **kwargs: Any) -> torch.optim.Optimizer:
+    check_optimizer({"name": name, "lr": lr, **kwargs})
     key = str(name).lower()
-    if key not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {name!r}; available: {', '.join(OPTIMIZERS)}")
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
-        raise ConfigError(f"optimizer.lr must be a positive number, got {lr!r}")
     if key == "sgd":
         kwargs.setdefault("momentum", 0.0)
-        if kwargs.get("nesterov") and not kwargs["momentum"]:
-            raise ConfigError("Nesterov SGD needs momentum > 0")
     try:
         return OPTIMIZERS[key](params, lr=lr, **kwargs)
     except TypeError as e:
@@ -67,6 +62,8 @@ def check_optimizer(cfg: dict[str, Any]) -> None:
         v = cfg.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
             raise ConfigError(f"model.optimizer.{key} must be a non-negative number, got {v!r}")
+    if name == "sgd" and cfg.get("nesterov") and not cfg.get("momentum"):
+        raise ConfigError("Nesterov SGD needs momentum > 0")
 
 
 def check_scheduler(cfg: dict[str, Any]) -> None:
@@ -82,9 +79,8 @@ def check_scheduler(cfg: dict[str, Any]) -> None:
 def build_scheduler(optimizer: torch.optim.Optimizer, name: str = "none", total_steps: int | None = None,
                     monitor: str = "val/loss", **kw: Any) -> dict[str, Any] | None:
     """Return a Lightning ``lr_scheduler`` dict, or None for ``none``."""
+    check_scheduler({"name": name, **kw})
     key = str(name).lower()
-    if key not in SCHEDULERS:
-        raise ConfigError(f"unknown scheduler {name!r}; available: {', '.join(SCHEDULERS)}")
     if key == "none":
         return None
     interval = "epoch"
