@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqgen.data.download import Resource, default_data_dir, fetch
 from seqgen.data.registry import ReaderDataModule, Readers
+from seqgen.data.safe_pickle import NUMPY_ARRAYS, restricted_load
 from seqgen.data.sharding import rank_world, resume_skip
 from seqgen.data.splits import stratified_split, subsample
 from seqgen.errors import ConfigError, DataError
@@ -145,34 +146,11 @@ def cifar_resource(name: str) -> Resource:
     return Resource(f"{name}/{archive}", (f"https://www.cs.toronto.edu/~kriz/{archive}",), md5=md5)
 
 
-class _SafeUnpickler:
-    """Unpickle the CIFAR batch dicts without executing code: only numpy's array
-    reconstruction is allowed; anything else in the pickle is refused."""
-
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-
-    @classmethod
-    def load(cls, path: Path) -> Any:
-        import pickle
-
-        class Restricted(pickle.Unpickler):
-            def find_class(self, module: str, name: str) -> Any:
-                if (module, name) not in cls.ALLOWED:
-                    raise DataError(f"{path}: the pickle asks for {module}.{name}, which is not allowed; refusing to load it")
-                return super().find_class(module, name)
-
-        try:
-            with open(path, "rb") as f:
-                return Restricted(f, encoding="bytes").load()
-        except DataError:
-            raise
-        except Exception as e:
-            raise DataError(f"{path}: not a readable CIFAR batch ({type(e).__name__}: {e})") from e
+CIFAR_PICKLE = NUMPY_ARRAYS  # a CIFAR batch is a dict of bytes, lists and numpy arrays: nothing else is built
 
 
 def read_cifar_batch(path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
-    d = _SafeUnpickler.load(path)
+    d = restricted_load(path, CIFAR_PICKLE, what="CIFAR batch")
     if not isinstance(d, dict) or b"data" not in d or label_key not in d:
         keys = sorted(d) if isinstance(d, dict) else type(d).__name__
         raise DataError(f"{path}: expected a dict with b'data' and {label_key!r}, got {keys}")
@@ -193,7 +171,7 @@ def load_cifar_dataset(name: str, root: str | Path) -> tuple[dict[str, tuple[tor
     parts = [read_cifar_batch(base / f, label_key) for f in train_files]
     train = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
     test = read_cifar_batch(base / test_file, label_key)
-    meta = _SafeUnpickler.load(base / meta_file)
+    meta = restricted_load(base / meta_file, CIFAR_PICKLE, what="CIFAR batch")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(names_key, [])]
     return {"train": train, "test": test}, names
 
