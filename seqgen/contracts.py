@@ -135,3 +135,11 @@ class Translates(Protocol):
 
     val_outputs: list[dict[str, Any]]
     test_outputs: list[dict[str, Any]]
+
+
+@runtime_checkable
+class HasNodeEmbedding(Protocol):
+    """A node classifier's last hidden representation of every node after the test, with the labels
+    and the training mask: ``(hidden (N, d), labels (N,), train_mask (N,))`` (``NodeEmbeddingPlot``)."""
+
+    test_embedding: Any

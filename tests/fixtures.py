@@ -242,4 +242,40 @@ def write_all(root: Path, monkeypatch) -> Path:
     write_ptb(root, monkeypatch)
     write_wikitext(root, monkeypatch)
     write_multi30k(root, monkeypatch)
+    write_planetoid(root, "cora")
     return root
+
+
+def write_planetoid(root: Path, name: str = "cora", nodes: int = 2708, features: int = 1433, classes: int = 7,
+                    train: int = 140, missing_test: int = 0, seed: int = 0) -> dict:
+    """ind.<name>.{x,tx,allx,y,ty,ally,graph,test.index} as the Planetoid repository publishes them:
+    pickles (protocol 2) of SciPy CSR feature matrices, numpy one-hot label arrays and a
+    defaultdict(list) adjacency, and one test node index per line in shuffled order. The last
+    1,000 nodes are the test nodes; ``missing_test`` of them are left out of tx/ty/test.index
+    (CiteSeer's isolated test nodes). Returns what was written, as dense arrays by node."""
+    import collections
+    import pickle
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    d = root / "planetoid"
+    d.mkdir(parents=True, exist_ok=True)
+    x = (rng.random((nodes, features)) < 0.01).astype(np.float32)
+    y = rng.integers(0, classes, nodes)
+    onehot = np.eye(classes, dtype=np.int32)[y]
+    n_all = nodes - 1000
+    test = np.arange(n_all, nodes)
+    missing = rng.choice(test, missing_test, replace=False) if missing_test else np.array([], dtype=int)
+    test = np.setdiff1d(test, missing)
+    shuffled = rng.permutation(test)
+    graph = collections.defaultdict(list)
+    for u, v in rng.integers(0, nodes, (3 * nodes, 2)):
+        graph[int(u)].append(int(v))
+    parts = {"x": sp.csr_matrix(x[:train]), "allx": sp.csr_matrix(x[:n_all]), "tx": sp.csr_matrix(x[shuffled]),
+             "y": onehot[:train], "ally": onehot[:n_all], "ty": onehot[shuffled], "graph": graph}
+    for part, obj in parts.items():
+        (d / f"ind.{name}.{part}").write_bytes(pickle.dumps(obj, protocol=2))
+    (d / f"ind.{name}.test.index").write_text("".join(f"{i}\n" for i in shuffled))
+    return {"x": x, "y": y, "graph": graph, "test": test, "missing": missing}

@@ -1,7 +1,7 @@
 """Lightning callbacks: text samples, loss curves, seeding and checkpoint extras."""
 
 from seqgen.callbacks.images import ImageGrids
-from seqgen.callbacks.plots import ConfusionMatrixPlot, LossCurves
+from seqgen.callbacks.plots import ConfusionMatrixPlot, LossCurves, NodeEmbeddingPlot
 from seqgen.callbacks.runtime import (
     CheckpointExtras,
     EpochSeed,
@@ -13,4 +13,4 @@ from seqgen.callbacks.runtime import (
 from seqgen.callbacks.text import TextSamples
 from seqgen.callbacks.translation import TranslationSamples
 
-__all__ = ["CheckpointExtras", "ConfusionMatrixPlot", "ImageGrids", "EpochSeed", "GracefulInterrupt", "LossCurves", "ModelSummary", "RunCheckpoint", "TextSamples", "Throughput", "TranslationSamples"]
+__all__ = ["CheckpointExtras", "ConfusionMatrixPlot", "ImageGrids", "EpochSeed", "GracefulInterrupt", "LossCurves", "ModelSummary", "NodeEmbeddingPlot", "RunCheckpoint", "TextSamples", "Throughput", "TranslationSamples"]

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from seqgen.contracts import HasClasses, HasConfusion
+from seqgen.contracts import HasClasses, HasConfusion, HasNodeEmbedding
 
 
 class LossCurves(L.Callback):
@@ -157,6 +157,57 @@ def write_confusion(path: Path, cm: torch.Tensor, classes: list[str]) -> None:
     ax.set_ylabel("true")
     acc = float(cm.diag().sum() / cm.sum().clamp_min(1))
     ax.set_title(f"test confusion (accuracy {acc:.4f})")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+class NodeEmbeddingPlot(L.Callback):
+    """After test: ``plots/embedding.png``, every node of the graph at its last hidden
+    representation (its first two principal components when wider than 2), coloured by its true
+    class; the labelled training nodes are drawn large with a black edge."""
+
+    def __init__(self, dirname: str = "plots"):
+        self.dirname = dirname
+
+    @rank_zero_only
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not isinstance(pl_module, HasNodeEmbedding) or pl_module.test_embedding is None:
+            return
+        dm = trainer.datamodule
+        hidden, labels, train_mask = pl_module.test_embedding
+        classes = (dm.classes if isinstance(dm, HasClasses) else None) or [str(i) for i in range(int(labels.max()) + 1)]
+        folder = Path(trainer.default_root_dir) / self.dirname
+        folder.mkdir(parents=True, exist_ok=True)
+        write_embedding(folder / "embedding.png", hidden, labels, train_mask, classes)
+
+
+def planar(hidden: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """(N, 2) coordinates of (N, d) points: as they are when d <= 2, else the top two principal components."""
+    if hidden.size(1) <= 2:
+        return torch.nn.functional.pad(hidden, (0, 2 - hidden.size(1))), "hidden units"
+    centred = hidden - hidden.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:2].T, "first two principal components"
+
+
+def write_embedding(path: Path, hidden: torch.Tensor, labels: torch.Tensor, train_mask: torch.Tensor,
+                    classes: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xy, axes_name = planar(hidden)
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=110)
+    cmap = plt.get_cmap("tab10")
+    for c, name in enumerate(classes):
+        sel = labels == c
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=18, color=cmap(c % 10), label=name, alpha=0.8)
+        lab = sel & train_mask
+        ax.scatter(xy[lab, 0], xy[lab, 1], s=90, color=cmap(c % 10), edgecolors="black", linewidths=1.5)
+    ax.set_title(f"node embedding ({axes_name}); large: labelled", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

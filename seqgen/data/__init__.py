@@ -1,6 +1,7 @@
 """Datasets, downloads, tokenizers and LightningDataModules (no models, no nets)."""
 
 from seqgen.data.download import Resource, extract_archive, fetch, verify
+from seqgen.data.graphs import GraphDataModule
 from seqgen.data.images import ImageDataModule, read_idx
 from seqgen.data.language_modeling import LMDataModule, TokenStream, batchify
 from seqgen.data.synthetic import SyntheticSequenceDataModule
@@ -16,6 +17,7 @@ from seqgen.data.tokenizers import (
 from seqgen.data.translation import TranslationDataModule, date_pairs, read_pairs_tsv
 
 __all__ = [
+    "GraphDataModule",
     "TranslationDataModule",
     "date_pairs",
     "read_pairs_tsv",

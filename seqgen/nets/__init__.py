@@ -3,6 +3,7 @@
 from seqgen.nets.attention import BahdanauAttention, LuongAttention
 from seqgen.nets.autoencoders import AutoEncoderNet, ConvDecoder, ConvNet, DenseDecoder
 from seqgen.nets.gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from seqgen.nets.graph import GAT, GCN
 from seqgen.nets.language import RNNLM, filter_logits, sample_continuation
 from seqgen.nets.mlp import MLP, Highway, Maxout, Residual
 from seqgen.nets.rbm import DBN, RBM
@@ -12,6 +13,8 @@ from seqgen.nets.sequence import RecurrentHead
 from seqgen.nets.text import RecurrentTextClassifier, TextCNN
 
 __all__ = [
+    "GAT",
+    "GCN",
     "BahdanauAttention",
     "LuongAttention",
     "Seq2Seq",
