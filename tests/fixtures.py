@@ -243,6 +243,8 @@ def write_all(root: Path, monkeypatch) -> Path:
     write_wikitext(root, monkeypatch)
     write_multi30k(root, monkeypatch)
     write_planetoid(root, "cora")
+    write_voc(root, monkeypatch)
+    write_coco(root, monkeypatch)
     return root
 
 
@@ -279,3 +281,115 @@ def write_planetoid(root: Path, name: str = "cora", nodes: int = 2708, features:
         (d / f"ind.{name}.{part}").write_bytes(pickle.dumps(obj, protocol=2))
     (d / f"ind.{name}.test.index").write_text("".join(f"{i}\n" for i in shuffled))
     return {"x": x, "y": y, "graph": graph, "test": test, "missing": missing}
+
+
+def _jpeg(rng, w: int, h: int) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+VOC_XML = """<annotation>
+\t<folder>VOC2007</folder>
+\t<filename>{id}.jpg</filename>
+\t<source><database>The VOC2007 Database</database></source>
+\t<size><width>{w}</width><height>{h}</height><depth>3</depth></size>
+\t<segmented>0</segmented>
+{objects}</annotation>
+"""
+VOC_OBJECT = """\t<object>
+\t\t<name>{name}</name>
+\t\t<pose>Unspecified</pose>
+\t\t<truncated>0</truncated>
+\t\t<difficult>{difficult}</difficult>
+\t\t<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>
+\t</object>
+"""
+
+
+def write_voc(root: Path, monkeypatch) -> dict:
+    """VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar in the published layout
+    (VOCdevkit/VOC2007/{Annotations,ImageSets/Main,JPEGImages}); returns the objects written per id."""
+    import io
+    import tarfile
+
+    import numpy as np
+
+    from seqgen.data import detection
+
+    rng = np.random.default_rng(0)
+    d = root / "voc"
+    d.mkdir(parents=True, exist_ok=True)
+    written, table = {}, dict(detection.VOC_ARCHIVES)
+    sets = {"trainval": {"train": ["000005", "000007"], "val": ["000009"]}, "test": {"test": ["000001", "000002"]}}
+    for part, (archive, _) in detection.VOC_ARCHIVES.items():
+        path = d / archive
+        with tarfile.open(path, "w") as tf:
+            def add(name: str, data: bytes) -> None:
+                info = tarfile.TarInfo(f"VOCdevkit/VOC2007/{name}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+
+            for split, ids in sets[part].items():
+                add(f"ImageSets/Main/{split}.txt", "".join(f"{i}\n" for i in ids).encode())
+            add(f"ImageSets/Main/{part}.txt", "".join(f"{i}\n" for ids in sets[part].values() for i in ids).encode())
+            for ids in sets[part].values():
+                for i in ids:
+                    w, h = int(rng.integers(300, 500)), int(rng.integers(200, 400))
+                    objs = []
+                    for k in range(int(rng.integers(1, 4))):
+                        x1, y1 = int(rng.integers(1, w // 2)), int(rng.integers(1, h // 2))
+                        objs.append({"name": detection.VOC_CLASSES[int(rng.integers(0, 20))], "difficult": int(k == 2),
+                                     "x1": x1, "y1": y1, "x2": x1 + int(rng.integers(20, w // 2)),
+                                     "y2": y1 + int(rng.integers(20, h // 2))})
+                    written[i] = {"size": (w, h), "objects": objs}
+                    add(f"Annotations/{i}.xml", VOC_XML.format(id=i, w=w, h=h, objects="".join(
+                        VOC_OBJECT.format(**o) for o in objs)).encode())
+                    add(f"JPEGImages/{i}.jpg", _jpeg(rng, w, h))
+        table[part] = (archive, md5(path))
+    monkeypatch.setattr(detection, "VOC_ARCHIVES", table)
+    return written
+
+
+def write_coco(root: Path, monkeypatch) -> dict:
+    """annotations_trainval2017.zip (annotations/instances_{train,val}2017.json), train2017.zip and
+    val2017.zip as published; categories with COCO's sparse ids; a crowd region; an image with no object."""
+    import json
+
+    import numpy as np
+
+    from seqgen.data import detection
+
+    rng = np.random.default_rng(1)
+    d = root / "coco"
+    d.mkdir(parents=True, exist_ok=True)
+    cats = [{"id": i, "name": n, "supercategory": "x"} for i, n in ((1, "person"), (3, "car"), (90, "toothbrush"))]
+    instances, sums = {}, {}
+    ann_id = 1
+    for split, n in (("train2017", 3), ("val2017", 2)):
+        images, anns = [], []
+        with zipfile.ZipFile(d / f"{split}.zip", "w") as zf:
+            for k in range(n):
+                image_id = 1000 * (split == "val2017") + 10 + k
+                w, h = int(rng.integers(200, 400)), int(rng.integers(200, 400))
+                name = f"{image_id:012d}.jpg"
+                zf.writestr(f"{split}/{name}", _jpeg(rng, w, h))
+                images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+                for j in range(0 if k == n - 1 else 2):  # the last image of a split has no object
+                    x, y = float(rng.integers(0, w // 2)), float(rng.integers(0, h // 2))
+                    anns.append({"id": ann_id, "image_id": image_id, "category_id": cats[(k + j) % 3]["id"],
+                                 "bbox": [x, y, 30.5, 40.0], "area": 1220.0, "iscrowd": int(j == 1 and k == 0)})
+                    ann_id += 1
+        sums[split] = md5(d / f"{split}.zip")
+        instances[split] = {"images": images, "annotations": anns, "categories": cats}
+    with zipfile.ZipFile(d / "annotations_trainval2017.zip", "w") as zf:
+        for split, data in instances.items():
+            zf.writestr(f"annotations/instances_{split}.json", json.dumps(data))
+    sums["annotations"] = md5(d / "annotations_trainval2017.zip")
+    monkeypatch.setattr(detection, "COCO_FILES", {k: (v[0], sums[k], v[2]) for k, v in detection.COCO_FILES.items()})
+    return instances

@@ -83,3 +83,28 @@ def test_an_objective_is_one_module():
     after = F.mse_loss(model.net(x).squeeze(-1), y).item()
     assert after < 0.2 * before, (before, after)
     assert model.hparams["net"]["_target_"] == "seqgen.nets.MLP"  # plain data: weights_only checkpoints
+
+
+def _imports(path):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+
+
+@pytest.mark.parametrize("package,forbidden", [
+    ("nets", ("lightning", "hydra", "omegaconf", "seqgen.data", "seqgen.models", "seqgen.train", "seqgen.callbacks")),
+    ("data", ("seqgen.models", "seqgen.nets")),
+    ("models", ("seqgen.data", "seqgen.train")),  # a model may attach its own callbacks (BackboneFreeze)
+])
+def test_the_arrows_point_one_way(package, forbidden):
+    """docs/architecture.md's arrows, checked on every module's imports (lazy ones too)."""
+    from conftest import ROOT
+
+    bad = [f"{p.relative_to(ROOT)} imports {m}" for p in sorted((ROOT / "seqgen" / package).rglob("*.py"))
+           for m in _imports(p) if m.startswith(forbidden)]
+    assert not bad, bad

@@ -49,7 +49,8 @@ class _DataValuesArrived(L.Callback):
 # over 5 s each on the 2-core CI machine (big nets, or a sentencepiece model / source run to train first)
 SLOW_TASKS = {"cifar10_googlenet", "cifar10_densenet121", "cifar10_resnet18", "langid_multi30k_bigru",
               "digits_transfer_0to4_5to9", "multi30k_de_en_attn", "lm_multi30k_langid", "char_lm", "langid_transfer_from_lm",
-              "digits_lenet_0to4"}
+              "digits_lenet_0to4",
+              "voc_detect_yolo", "coco_detect_fcos"}
 
 
 @pytest.mark.parametrize("task", [pytest.param(t, marks=pytest.mark.slow) if t in SLOW_TASKS else t for t in TASKS])
@@ -63,10 +64,16 @@ def test_task_runs_under_debug(task, tmp_path, data_dir, monkeypatch, no_network
         extra.append(f"model.init_from={tmp_path / 'source' / 'run'}")
     cfg = make_cfg(tmp_path, [f"task={task}", "trainer=debug", *common, *extra])
     assert cfg.task_name == task, "task_name must equal the task file's name (it names the run folder)"
-    if str(cfg.data._target_).endswith("ImageDataModule"):  # one step of a big net needs no big batch
+    if str(cfg.data._target_).endswith(("ImageDataModule", "DetectionDataModule")):  # one step of a big net needs no big batch
         with open_dict(cfg):
             cfg.data.batch_size = min(cfg.data.batch_size, 16)
             cfg.data.eval_batch_size = min(cfg.data.get("eval_batch_size", 16), 16)
+            if "canvas" in cfg.data:  # generated detection canvases: a debug step needs a few
+                cfg.data.canvas.update(train=32, val=16, test=16)
+            if "num_workers" in cfg.data:  # loader workers talk over sockets, which no_network forbids
+                cfg.data.num_workers = 0
+            if str(cfg.data._target_).endswith("DetectionDataModule"):  # VOC/COCO: one step at 128 px checks the wiring
+                cfg.data.image_size = min(cfg.data.image_size, 128)
     arrived = _DataValuesArrived()
     metrics = run(cfg, extra_callbacks=[arrived])
     assert arrived.checked is not None, "the data/model check did not run"

@@ -1,5 +1,6 @@
 """Datasets, downloads, tokenizers and LightningDataModules (no models, no nets)."""
 
+from seqgen.data.detection import DetectionDataModule
 from seqgen.data.download import Resource, extract_archive, fetch, verify
 from seqgen.data.graphs import GraphDataModule
 from seqgen.data.images import ImageDataModule, read_idx
@@ -17,6 +18,7 @@ from seqgen.data.tokenizers import (
 from seqgen.data.translation import TranslationDataModule, date_pairs, read_pairs_tsv
 
 __all__ = [
+    "DetectionDataModule",
     "GraphDataModule",
     "TranslationDataModule",
     "date_pairs",

@@ -358,6 +358,14 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.n, generator=gen).tolist()[self.skip():])
 
 
+def resumable_shuffle(n: int, seed: int, batch_size: int, trainer: Any) -> EpochShuffle:
+    """The training sampler of a map-style dataset of ``n`` examples: an :class:`EpochShuffle` that, in a
+    mid-epoch resume, skips what every rank has already done (Lightning's DDP wrapper then deals out the rest)."""
+    world = rank_world(trainer)[1]
+    n_batches = math.ceil(math.ceil(n / world) / batch_size)
+    return EpochShuffle(n, seed, lambda: resume_skip(trainer, n_batches) * batch_size * world)
+
+
 class ImageDataModule(ReaderDataModule):
     """``dataset``: a name in :data:`IMAGE_DATASETS` (digits, mnist5k, mnist, fashion_mnist, cifar10,
     cifar100, folder, synthetic); its reader fetches and reads the files.
@@ -465,11 +473,7 @@ class ImageDataModule(ReaderDataModule):
         ds = TensorPairs(*self.splits[split])
         if train:
             collate = _StochasticBinarize() if self.binarize == "stochastic" else _as_batch
-            # a mid-epoch resume skips what every rank has done (Lightning's DDP wrapper then deals out the rest)
-            world = rank_world(self.trainer)[1]
-            per_rank = math.ceil(len(ds) / world)
-            n_batches = math.ceil(per_rank / self.batch_size)
-            sampler = EpochShuffle(len(ds), self.seed, lambda: resume_skip(self.trainer, n_batches) * self.batch_size * world)
+            sampler = resumable_shuffle(len(ds), self.seed, self.batch_size, self.trainer)
             return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=collate)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=_as_batch)
 
