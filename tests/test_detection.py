@@ -258,3 +258,9 @@ def test_detect_script_draws_and_lists_the_boxes(tmp_path, capsys):
     assert Image.open(out).size == (256, 256)  # a 64 px canvas drawn 4x
     assert script.main([f"ckpt={tmp_path / 'train' / 'run'}", f"image={tmp_path / 'nothing.png'}"]) == 2
     assert "not a readable image" in capsys.readouterr().err
+    other = tmp_path / "classifier.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "seqgen": {"model_class": "Classifier"}}, other)
+    assert script.main([f"ckpt={other}", f"image={tmp_path / 'canvas.png'}"]) == 2
+    assert "not a seqgen detector checkpoint (model: Classifier)" in capsys.readouterr().err
+    assert script.main([f"ckpt={other}", f"image={tmp_path / 'canvas.png'}", "threshold=0.3"]) == 2
+    assert "unknown argument 'threshold'" in capsys.readouterr().err

@@ -357,7 +357,7 @@ class DetectionDataModule(ReaderDataModule):
         return {"num_classes": info["num_classes"](self), "in_channels": info["in_channels"](self),
                 "image_size": info["image_size"](self)}
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def split_loader(self, split: str, train: bool) -> DataLoader:
         self.setup()
         ds = self.splits[split]
         opts = {"collate_fn": collate, "num_workers": self.num_workers, "persistent_workers": self.num_workers > 0}
@@ -365,15 +365,6 @@ class DetectionDataModule(ReaderDataModule):
             sampler = resumable_shuffle(len(ds), self.seed, self.batch_size, self.trainer)
             return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, **opts)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, **opts)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "classes": self.classes, "dims": self.dims}

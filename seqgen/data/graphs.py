@@ -265,18 +265,10 @@ class GraphDataModule(ReaderDataModule):
         return {"num_features": self.reader.info["num_features"](self),
                 "num_classes": self.reader.info["num_classes"](self)}
 
-    def _loader(self) -> DataLoader:
+    def split_loader(self, split: str, train: bool) -> DataLoader:
+        """Every split is the whole graph (its masks tell the splits apart)."""
         self.setup()
         return DataLoader([self.graph], batch_size=None, collate_fn=lambda g: g)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader()
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader()
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader()
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "classes": self.classes, "dims": self.dims}

@@ -468,7 +468,7 @@ class ImageDataModule(ReaderDataModule):
         num_classes = len(self.class_subset) if self.class_subset else self.reader.info["num_classes"](self)
         return {"num_classes": num_classes, "in_channels": c, "image_size": [h, w], "input_size": c * h * w}
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def split_loader(self, split: str, train: bool) -> DataLoader:
         self.setup()
         ds = TensorPairs(*self.splits[split])
         if train:
@@ -476,15 +476,6 @@ class ImageDataModule(ReaderDataModule):
             sampler = resumable_shuffle(len(ds), self.seed, self.batch_size, self.trainer)
             return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=collate)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=_as_batch)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "classes": self.classes, "dims": self.dims,

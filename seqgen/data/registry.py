@@ -99,3 +99,17 @@ class ReaderDataModule(L.LightningDataModule):
 
         for resource in self.reader.resources(self):
             fetch(resource, self.data_dir)
+
+    def split_loader(self, split: str, train: bool) -> Any:
+        """The DataLoader of ``split`` (``train``: shuffled for training). Families whose three loaders
+        differ only in the split define this; the others override the three loaders themselves."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither split_loader nor its own loaders")
+
+    def train_dataloader(self) -> Any:
+        return self.split_loader("train", True)
+
+    def val_dataloader(self) -> Any:
+        return self.split_loader("val", False)
+
+    def test_dataloader(self) -> Any:
+        return self.split_loader("test", False)

@@ -29,7 +29,7 @@ class Detector(SeqgenModule):
     def __init__(self, net: dict[str, Any] | torch.nn.Module, num_classes: int, in_channels: int | None = None,
                  image_size: int | None = None, augment: list[dict[str, Any]] | None = None,
                  init_from: str | None = None, score_threshold: float = 0.05, nms_iou: float = 0.5,
-                 max_detections: int = 100, num_show: int = 16, optimizer: dict[str, Any] | None = None,
+                 max_detections: int = 100, num_show: int = 16, show_threshold: float = 0.3, optimizer: dict[str, Any] | None = None,
                  scheduler: dict[str, Any] | None = None, skip_nonfinite: bool = False, compile: bool = False):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
         if not 0 <= score_threshold < 1 or not 0 < nms_iou <= 1:
@@ -41,7 +41,7 @@ class Detector(SeqgenModule):
         self.augment = DetectionAugment([build(s) for s in (augment or [])])
         self.num_classes, self.init_from = num_classes, init_from
         self.score_threshold, self.nms_iou, self.max_detections = score_threshold, nms_iou, max_detections
-        self.num_show = num_show
+        self.num_show, self.show_threshold = num_show, show_threshold
         self.val_map = DetectionMAP(num_classes, class_metrics=False, max_detections=max_detections)
         self.test_map = DetectionMAP(num_classes, class_metrics=True, max_detections=max_detections)
         self.loaded_from_init: list[str] = []
@@ -103,15 +103,18 @@ class Detector(SeqgenModule):
         self._log_map("test", self.test_map)
 
     def visuals(self, stage: str = "val") -> dict[str, tuple[Tensor, int]]:
-        """``detections``: images with the predicted boxes (class colour, score) over the true ones (white)."""
+        """``detections``: images with the predicted boxes scoring at least ``show_threshold`` (class colour,
+        score) over the true ones (white)."""
         if self._examples is None:
             return {}
         from seqgen.nets.detection.draw import draw_boxes
 
         images, targets, preds = self._examples
         scale = max(1, 256 // images.size(-1))
-        drawn = [draw_boxes(x, p["boxes"], p["labels"], p["scores"], scale=scale, truth=t["boxes"])
-                 for x, t, p in zip(images, targets, preds)]
+        drawn = []
+        for x, t, p in zip(images, targets, preds):
+            keep = p["scores"] >= self.show_threshold  # the metric keeps everything above 0.05; a picture needs less
+            drawn.append(draw_boxes(x, p["boxes"][keep], p["labels"][keep], p["scores"][keep], scale=scale, truth=t["boxes"]))
         return {"detections": (torch.stack(drawn), 4)}
 
     def load_backbone_state(self, state_dict: Mapping[str, Tensor], source: str = "the checkpoint") -> list[str]:
