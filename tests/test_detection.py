@@ -229,7 +229,7 @@ def test_fcos_learns_to_find_digits_on_held_out_canvases(tmp_path, learn_seed, l
         "data.canvas.train=1600", "data.canvas.val=200", "data.canvas.test=300", "trainer.max_epochs=8",
         "model.net.head_channels=32", "model.net.head_convs=1", "model.optimizer.lr=0.003", "model.scheduler.name=none"])
     metrics = run(cfg)
-    lesson("test mAP@0.5 on held-out canvases (untrained: ~0)", metrics["test/map_50"], ">", 0.4)
+    lesson("test mAP@0.5 on held-out canvases (untrained: ~0)", metrics["test/map_50"], ">", 0.5)
     assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("detections_*.png"))
 
 
