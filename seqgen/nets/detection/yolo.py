@@ -32,7 +32,7 @@ class YOLOv1(nn.Module):
                  lambda_coord: float = 5.0, lambda_noobj: float = 0.5):
         super().__init__()
         check_positive("boxes_per_cell", boxes_per_cell)
-        self.backbone, (c, h, w), stride = build_trunk(backbone, in_channels, image_size)
+        self.backbone, (c, h, w), _ = build_trunk(backbone, in_channels, image_size)
         self.grid = (grid, grid) if grid else (h, w)
         pool = [nn.AdaptiveAvgPool2d(self.grid)] if grid else []
         self.num_classes, self.B, self.image_size = num_classes, boxes_per_cell, image_size
@@ -45,8 +45,9 @@ class YOLOv1(nn.Module):
         """(N, S, S, B * 5 + C) raw outputs."""
         return self.head(self.backbone(x)).permute(0, 2, 3, 1)
 
-    def _boxes(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Decoded (N, S, S, B, 4) xyxy pixel boxes, (N, S, S, B) confidences, (N, S, S, C) class probabilities."""
+    def _boxes(self, raw: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The sigmoid outputs (N, S, S, B, 5), decoded (N, S, S, B, 4) xyxy pixel boxes, (N, S, S, B)
+        confidences and (N, S, S, C) class probabilities."""
         n, sy, sx, _ = raw.shape
         b = raw[..., : 5 * self.B].reshape(n, sy, sx, self.B, 5).float().sigmoid()
         cell_y = torch.arange(sy, device=raw.device).view(1, sy, 1, 1)
@@ -55,13 +56,12 @@ class YOLOv1(nn.Module):
         cy = (cell_y + b[..., 1]) / sy * self.image_size
         w, h = b[..., 2] ** 2 * self.image_size, b[..., 3] ** 2 * self.image_size
         boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
-        return boxes, b[..., 4], raw[..., 5 * self.B:].float().softmax(-1)
+        return b, boxes, b[..., 4], raw[..., 5 * self.B:].float().softmax(-1)
 
     def loss(self, raw: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         n, sy, sx, _ = raw.shape
         dev = raw.device
-        boxes, conf, probs = self._boxes(raw)
-        b = raw[..., : 5 * self.B].reshape(n, sy, sx, self.B, 5).float().sigmoid()
+        b, boxes, conf, probs = self._boxes(raw)
         obj = torch.zeros(n, sy, sx, self.B, dtype=torch.bool, device=dev)
         t_xywh = torch.zeros(n, sy, sx, self.B, 4, device=dev)
         t_conf = torch.zeros(n, sy, sx, self.B, device=dev)
@@ -105,7 +105,7 @@ class YOLOv1(nn.Module):
                 max_detections: int = 100) -> list[dict[str, Tensor]]:
         """Per image: boxes (xyxy pixels), scores (confidence x class probability of the box's best
         class) above ``score_threshold``, labels; class-aware NMS, at most ``max_detections``."""
-        boxes, conf, probs = self._boxes(raw)
+        _, boxes, conf, probs = self._boxes(raw)
         n = raw.size(0)
         best, label = probs.max(-1)  # (N, S, S)
         scores = conf * best[..., None]  # (N, S, S, B)
