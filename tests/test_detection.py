@@ -184,6 +184,7 @@ def test_map_equals_torchmetrics_where_torchvision_loads():
         assert a[k].item() == pytest.approx(b[k].item(), abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("net_cls,extra", [(YOLOv1, {"grid": 8}), (FCOS, {"pool": 2, "head_channels": 64})])
 def test_detector_fits_one_canvas(net_cls, extra):
     """Both heads, their losses and decoding agree: 150 steps on one canvas find its digits again."""
@@ -217,6 +218,7 @@ def test_detector_backbone_starts_from_a_classifier_run():
         assert torch.equal(det.net.state_dict()[k], clf.state_dict()["net." + k[len("backbone."):]])
 
 
+@pytest.mark.slow
 @pytest.mark.learning
 def test_fcos_learns_to_find_digits_on_held_out_canvases(tmp_path, learn_seed, lesson):
     """The digits_detect_fcos recipe, scaled down (48 px canvases of 1-2 digits, 1,600 training
@@ -233,6 +235,7 @@ def test_fcos_learns_to_find_digits_on_held_out_canvases(tmp_path, learn_seed, l
     assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("detections_*.png"))
 
 
+@pytest.mark.slow
 def test_detect_script_draws_and_lists_the_boxes(tmp_path, capsys):
     """scripts/detect.py on a detector checkpoint and a PNG canvas."""
     import importlib.util as iu

@@ -139,6 +139,7 @@ def test_the_graph_carries_what_the_features_cannot(learn_seed, lesson):
     lesson("features alone: test accuracy", alone, "<", 0.45)
 
 
+@pytest.mark.slow
 @pytest.mark.learning
 def test_gcn_separates_the_karate_factions_from_one_label_each(tmp_path, learn_seed, lesson):
     """Kipf's demo through the recipe: one labelled member per faction, the GCN labels the other

@@ -50,7 +50,7 @@ class _DataValuesArrived(L.Callback):
 SLOW_TASKS = {"cifar10_googlenet", "cifar10_densenet121", "cifar10_resnet18", "langid_multi30k_bigru",
               "digits_transfer_0to4_5to9", "multi30k_de_en_attn", "lm_multi30k_langid", "char_lm", "langid_transfer_from_lm",
               "digits_lenet_0to4",
-              "voc_detect_yolo", "coco_detect_fcos"}
+              "voc_detect_yolo", "coco_detect_fcos", "digits_detect_yolo", "digits_detect_fcos"}
 
 
 @pytest.mark.parametrize("task", [pytest.param(t, marks=pytest.mark.slow) if t in SLOW_TASKS else t for t in TASKS])
