@@ -57,6 +57,20 @@ def test_canvas_overlap_is_bounded_and_settings_are_checked():
         DetectionDataModule(canvas={"digit_size": [40, 80]})
 
 
+def test_canvases_of_scikit_learns_digits_use_held_out_digits_for_the_test():
+    dm = DetectionDataModule(canvas={"source": "digits", "train": 20, "val": 5, "test": 30, "clutter": 0})
+    dm.setup()
+    assert dm.dims == {"num_classes": 10, "in_channels": 1, "image_size": 64}
+    images = torch.stack([dm.splits["test"][i][0] for i in range(30)])
+    assert images.shape == (30, 1, 64, 64) and images.max() <= 1.0
+    boxes = torch.cat([dm.splits["test"][i][1]["boxes"] for i in range(30)])
+    assert len(boxes) >= 30 and (boxes[:, 2:] > boxes[:, :2]).all() and boxes.min() >= 0 and boxes.max() <= 64
+    again = DetectionDataModule(seed=7, canvas={"source": "digits", "train": 20, "val": 5, "test": 30, "clutter": 0})
+    again.setup()  # another run's seed: another training set, the same test canvases
+    assert torch.equal(again.splits["test"].images, dm.splits["test"].images)
+    assert not torch.equal(again.splits["train"].images, dm.splits["train"].images)
+
+
 def test_voc_reader_scales_boxes_and_keeps_difficult_as_crowd(tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("SEQGEN_OFFLINE", "1")
     written = fixtures.write_voc(tmp_path, monkeypatch)
