@@ -281,3 +281,18 @@ def test_detect_script_draws_and_lists_the_boxes(tmp_path, capsys):
     assert "not a seqgen detector checkpoint (model: Classifier)" in capsys.readouterr().err
     assert script.main([f"ckpt={other}", f"image={tmp_path / 'canvas.png'}", "threshold=0.3"]) == 2
     assert "unknown argument 'threshold'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,channels,size,expected", [
+    ("lenet_modern", 1, 64, ((120, 16, 16), 4.0, 14)),   # unpadded 5x5 convolutions: padded back to tile the image
+    ("resnet18", 3, 64, ((512, 8, 8), 8.0, 0)),          # CIFAR stem, stride 8
+    ("resnet18", 3, 448, ((512, 14, 14), 32.0, 0)),      # ImageNet stem, stride 32
+    ("squeezenet1_1", 3, 128, ((512, 8, 8), 16.0, 8)),
+])
+def test_trunk_shape_stride_and_padding(name, channels, size, expected):
+    from seqgen.nets.detection import build_trunk
+
+    trunk, shape, stride = build_trunk(name, channels, size)
+    assert (shape, stride, trunk.pad) == expected
+    with torch.no_grad():
+        assert tuple(trunk.eval()(torch.zeros(1, channels, size, size)).shape[1:]) == shape
