@@ -114,7 +114,7 @@ class FCOS(nn.Module):
         cls_idx, reg_t = self.assign(loc, targets)
         pos = cls_idx >= 0
         cls_t = torch.zeros_like(out["cls"], dtype=torch.float32)
-        cls_t[pos] = torch.nn.functional.one_hot(cls_idx[pos], self.num_classes).float()
+        cls_t[pos] = F.one_hot(cls_idx[pos], self.num_classes).float()
         num_pos = max(1.0, float(pos.sum()))  # one sync a step: the normaliser is a count of the targets, on the host
         cls = sigmoid_focal_loss(out["cls"].float(), cls_t) / num_pos
         if not pos.any():
@@ -141,7 +141,7 @@ class FCOS(nn.Module):
         results = []
         for i in range(scores.size(0)):
             flat = scores[i].reshape(-1)
-            where = torch.arange(flat.numel(), device=flat.device)
-            results.append(select(boxes[i][where // self.num_classes], flat, where % self.num_classes, score_threshold,
-                                  nms_iou, max_detections, self.image_size))
+            where = torch.nonzero(flat > score_threshold).view(-1)  # gather boxes for the candidates only
+            results.append(select(boxes[i][where // self.num_classes], flat[where], where % self.num_classes,
+                                  score_threshold, nms_iou, max_detections, self.image_size))
         return results
