@@ -148,3 +148,16 @@ def anchor_grid(height: int, width: int, stride: float, sizes: Sequence[float], 
     base_t = torch.tensor(base, device=device)
     centers = grid_centers(height, width, stride, device).repeat(1, 2)
     return (centers[:, None, :] + base_t[None]).reshape(-1, 4)
+
+
+def select(boxes: Tensor, scores: Tensor, labels: Tensor, score_threshold: float, nms_iou: float,
+           max_detections: int, image_size: int, pre_nms: int = 1000) -> dict[str, Tensor]:
+    """Threshold, keep the ``pre_nms`` best, clip to the image, class-aware NMS, cap."""
+    keep = scores > score_threshold
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    if len(scores) > pre_nms:
+        top = scores.topk(pre_nms).indices
+        boxes, scores, labels = boxes[top], scores[top], labels[top]
+    boxes = boxes.clamp(0, image_size)
+    kept = batched_nms(boxes, scores, labels, nms_iou)[:max_detections]
+    return {"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept]}

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqgen.nets.detection.backbone import build_trunk, conv_block
-from seqgen.nets.detection.boxes import grid_centers, paired_giou
-from seqgen.nets.detection.yolo import select
+from seqgen.nets.detection.boxes import grid_centers, paired_giou, select
 from seqgen.utils import check_positive
 
 

@@ -16,13 +16,11 @@ work; S is the backbone's map size at the configured image size, or ``grid`` (ad
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from seqgen.nets.detection.backbone import build_trunk, conv_block
-from seqgen.nets.detection.boxes import batched_nms, paired_iou
+from seqgen.nets.detection.boxes import paired_iou, select
 from seqgen.utils import check_positive
 
 
@@ -112,16 +110,3 @@ class YOLOv1(nn.Module):
         labels = label[..., None].expand_as(scores)
         return [select(boxes[i].reshape(-1, 4), scores[i].reshape(-1), labels[i].reshape(-1), score_threshold, nms_iou,
                        max_detections, self.image_size) for i in range(n)]
-
-
-def select(boxes: Tensor, scores: Tensor, labels: Tensor, score_threshold: float, nms_iou: float,
-           max_detections: int, image_size: int, pre_nms: int = 1000) -> dict[str, Any]:
-    """Threshold, keep the ``pre_nms`` best, clip to the image, class-aware NMS, cap."""
-    keep = scores > score_threshold
-    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-    if len(scores) > pre_nms:
-        top = scores.topk(pre_nms).indices
-        boxes, scores, labels = boxes[top], scores[top], labels[top]
-    boxes = boxes.clamp(0, image_size)
-    kept = batched_nms(boxes, scores, labels, nms_iou)[:max_detections]
-    return {"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept]}
