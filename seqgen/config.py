@@ -1,5 +1,5 @@
 """Checks of the values that no seqgen constructor owns: the run's own keys (``seed``, ``train``,
-``test``) and the Lightning Trainer's, which Lightning accepts unchecked (``max_epochs=1.5``,
+``test``, ``steps_per_execution``) and the Lightning Trainer's, which Lightning accepts unchecked (``max_epochs=1.5``,
 ``log_every_n_steps=0``, ``deterministic=maybe``). Every other value has one judge: the
 constructor it is passed to (ranges), after ``seqgen.utils.build`` has checked it against the
 constructor's annotations (types). Errors name the key and say what is allowed."""
@@ -30,6 +30,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
     for key in RUN_BOOL:
         if key in cfg and not isinstance(cfg[key], bool):
             raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
+    spe = cfg.get("steps_per_execution", 1)
+    if not (_is_int(spe) and spe > 0):
+        raise ConfigError(f"steps_per_execution must be a positive integer, got {spe!r}")
     seed = cfg.get("seed")
     if seed is not None and not _is_int(seed):
         raise ConfigError(f"seed must be an integer or null, got {seed!r}")

@@ -143,3 +143,13 @@ class HasNodeEmbedding(Protocol):
     and the training mask: ``(hidden (N, d), labels (N,), train_mask (N,))`` (``NodeEmbeddingPlot``)."""
 
     test_embedding: Any
+
+
+@runtime_checkable
+class ExecutesSteps(Protocol):
+    """A model that can run K optimiser steps per Lightning ``training_step`` (the recipe's
+    ``steps_per_execution``; :mod:`seqgen.models.execution`)."""
+
+    steps_per_execution: int
+
+    def use_steps_per_execution(self, k: int) -> None: ...

@@ -8,6 +8,7 @@ prints and saves the final metrics. Importable: tests and sweepers call it in-pr
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from seqgen.callbacks import CheckpointExtras, EpochSeed, GracefulInterrupt, Mod
 from seqgen.checkpoints import find_checkpoint, load_checkpoint, module_from_checkpoint
 from seqgen.config import validate
 from seqgen.console import quiet_console
-from seqgen.contracts import HasCheckpointExtras, HasEvalClassifier, HasUnusedParameters, Transferable
+from seqgen.contracts import ExecutesSteps, HasCheckpointExtras, HasEvalClassifier, HasUnusedParameters, Transferable
 from seqgen.errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from seqgen.utils import build, check_keys
 
@@ -267,6 +268,52 @@ def build_model_for(cfg: DictConfig, datamodule: L.LightningDataModule, resuming
     return model
 
 
+def _grouped_trainer_settings(cfg: DictConfig) -> dict[str, Any]:
+    """With ``steps_per_execution`` K > 1 Lightning counts groups of K batches: an integer
+    ``limit_train_batches`` becomes groups (the batch limit itself is applied by the loader), and
+    the training values are logged at the end of every group (every K optimiser steps, the mean of
+    the K steps; the logger's step axis stays in optimiser steps), so ``log_every_n_steps`` is not
+    used: Lightning's cadence counts steps that a group crosses K at a time, and an epoch whose
+    length is not a multiple of K would shift the groups off it."""
+    k = int(cfg.get("steps_per_execution", 1))
+    if k == 1:
+        return {}
+    settings: dict[str, Any] = {}
+    limit = cfg.trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        settings["limit_train_batches"] = math.ceil(limit / k)
+    settings["log_every_n_steps"] = 1
+    return settings
+
+
+def use_steps_per_execution(cfg: DictConfig, model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
+    """The recipe's ``steps_per_execution`` K: the model runs K optimiser steps per ``training_step``
+    and the training loader serves K batches at a time (:mod:`seqgen.models.execution`)."""
+    import functools
+
+    from seqgen.data.grouping import group_loader
+
+    k = cfg.get("steps_per_execution", 1)
+    if k == 1:
+        return
+    if not isinstance(model, ExecutesSteps):
+        raise ConfigError(f"steps_per_execution={k}: {type(model).__name__} does not run grouped steps "
+                          "(a seqgen model, seqgen.models.SeqgenModule, does); set steps_per_execution=1")
+    if (cfg.trainer.get("accumulate_grad_batches") or 1) != 1:
+        raise ConfigError(f"steps_per_execution={k} makes one optimiser step per batch; it cannot be combined with "
+                          f"trainer.accumulate_grad_batches={cfg.trainer.accumulate_grad_batches} (set one of them to 1)")
+    model.use_steps_per_execution(int(k))
+    limit = cfg.trainer.get("limit_train_batches")
+    limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+    original = datamodule.train_dataloader
+
+    @functools.wraps(original)
+    def train_dataloader() -> Any:
+        return group_loader(original(), int(k), limit)
+
+    datamodule.train_dataloader = train_dataloader
+
+
 @dataclass
 class _RunParts:
     """What ``build_trainer`` makes and ``run`` uses afterwards."""
@@ -295,6 +342,7 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule, extra_callbacks: li
     if isinstance(model, HasUnusedParameters) and model.ddp_unused_parameters and cfg.trainer.get("strategy") == "ddp":
         # a GAN's discriminator step leaves the generator without gradients: DDP must be told
         overrides["strategy"] = "ddp_find_unused_parameters_true"
+    overrides.update(_grouped_trainer_settings(cfg))
     trainer = build(_plain(cfg.trainer), "trainer", callbacks=callbacks, logger=loggers or False,
                     plugins=[AtomicCheckpointIO()], **overrides)
     for lg in loggers:
@@ -396,6 +444,7 @@ def run(cfg: DictConfig, extra_callbacks: list[L.Callback] | tuple[L.Callback, .
     datamodule = build_datamodule(cfg)
     prepare_data(datamodule)
     model = build_model_for(cfg, datamodule, resuming=ckpt_path is not None)
+    use_steps_per_execution(cfg, model, datamodule)
     parts = build_trainer(cfg, model, extra_callbacks, output_dir)
     with fast_log.installed():  # Lightning's own logging path is back when the run ends
         if cfg.get("train", True):

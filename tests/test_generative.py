@@ -3,6 +3,8 @@ learning on real digits, transfer of pretrained encoders/stacks, and bad input."
 
 from __future__ import annotations
 
+import itertools
+
 import csv
 import math
 
@@ -206,10 +208,16 @@ def test_stochastic_binarisation():
     assert set(dm.splits["val"][0].unique().tolist()) == {0.0, 1.0}
     loader = dm.train_dataloader()
     torch.manual_seed(0)
-    a = next(iter(loader))[0]
-    torch.manual_seed(1)
-    b = next(iter(loader))[0]
-    assert set(a.unique().tolist()) == {0.0, 1.0} and not torch.equal(a, b)  # same images, fresh binarisation
+    a, a2 = (x for x, _ in itertools.islice(iter(loader), 2))
+    torch.manual_seed(1)  # the draws do not come from the global RNG: the same epoch gives the same batches
+    b, b2 = (x for x, _ in itertools.islice(iter(loader), 2))
+    assert set(a.unique().tolist()) == {0.0, 1.0} and torch.equal(a, b) and torch.equal(a2, b2)
+    loader.sampler.set_epoch(1)  # same images in another order and, for the same image, a fresh draw
+    c = torch.cat([x for x, _ in loader])
+    e0 = torch.cat([x for x, _ in dm.train_dataloader()])
+    assert not torch.equal(c, e0) and c.shape == e0.shape
+    grey = dm.splits["train"][0].mean()
+    assert abs(c.mean() - grey) < 0.02  # ones with probability equal to the grey level
     with pytest.raises(ConfigError, match="normalize=false"):
         ImageDataModule("digits", binarize="threshold")
 

@@ -5,7 +5,8 @@ interrupted (``trainer.deterministic=true``, CPU); the best-checkpoint bookkeepi
 the new run folder, so the checkpoint picked for the test is the same too, and the interrupted
 run's folder is left as it was. One family per case: language model (truncated
 BPTT state carried across the cut), classifier, GAN (two optimisers, manual optimisation), DBN
-pretraining (layer-wise stages), translator (bucketed batches)."""
+pretraining (layer-wise stages), translator (bucketed batches), and the language model again with
+eight optimiser steps per training step (``steps_per_execution=8``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ FAMILIES = {
     "lm": (["task=char_lm", "model.net.hidden_size=48", "model.net.num_layers=1", "model.net.embedding_dim=16",
             "data.batch_size=8", "data.bptt=40", "trainer.max_epochs=2", "trainer.limit_train_batches=12",
             "trainer.limit_val_batches=3", "trainer.limit_test_batches=3", "callbacks.text_samples=null"], "SIGTERM"),
+    # eight optimiser steps per training step: the cut falls at the end of a group of 8 (24 batches an
+    # epoch: three groups), the resumed loader starts after the batches already trained on
+    "lm_k8": (["task=char_lm", "model.net.hidden_size=48", "model.net.num_layers=1", "model.net.embedding_dim=16",
+               "data.batch_size=8", "data.bptt=40", "trainer.max_epochs=2", "trainer.limit_train_batches=24",
+               "trainer.limit_val_batches=3", "trainer.limit_test_batches=3", "callbacks.text_samples=null",
+               "steps_per_execution=8"], "SIGTERM"),
     "classifier": (["task=digits_mlp", "trainer.max_epochs=3", "model.net.dropout=0.2"], "SIGINT"),
     "gan": (["task=digits_gan", "trainer.max_epochs=2", "trainer.limit_train_batches=10", "model.eval_samples=200"], "SIGTERM"),
     "dbn": (["task=digits_dbn_pretrain", "trainer.max_epochs=4", "model.epochs_per_layer=2",

@@ -22,13 +22,28 @@ class LossCurves(L.Callback):
         self.train_key, self.val_keys, self.every_n_steps, self.dirname = train_key, tuple(val_keys), every_n_steps, dirname
         self.train: list[tuple[int, float]] = []
         self.val: dict[str, list[tuple[int, float]]] = {k: [] for k in self.val_keys}
+        self._pending: list[tuple[int, torch.Tensor]] = []  # on the device until the epoch ends (no sync per step)
+        self._last_step = 0  # the step of the latest point
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if trainer.global_step % self.every_n_steps:
+        step = trainer.global_step
+        # a point every every_n_steps optimiser steps (a step with steps per execution advances K of them)
+        if step // self.every_n_steps <= self._last_step // self.every_n_steps:
             return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor):
-            self.train.append((trainer.global_step, float(loss.detach())))
+            self._pending.append((step, loss.detach().float().reshape(())))
+            self._last_step = step
+
+    def _flush(self) -> None:
+        """The pending losses as numbers: one transfer for all of them."""
+        if self._pending:
+            values = torch.stack([v for _, v in self._pending]).cpu().tolist()
+            self.train.extend((s, v) for (s, _), v in zip(self._pending, values))
+            self._pending.clear()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # on_validation_end runs after the LightningModule's on_validation_epoch_end has logged
@@ -41,14 +56,17 @@ class LossCurves(L.Callback):
                 self.val[k].append((trainer.global_step, float(v)))
 
     def state_dict(self) -> dict[str, Any]:
+        self._flush()
         return {"train": list(self.train), "val": {k: list(v) for k, v in self.val.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.train = [tuple(x) for x in state.get("train", [])]
+        self._last_step = int(self.train[-1][0]) if self.train else 0
         self.val.update({k: [tuple(x) for x in v] for k, v in state.get("val", {}).items()})
 
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush()
         if not self.train and not any(self.val.values()):
             return
         folder = Path(trainer.default_root_dir) / self.dirname

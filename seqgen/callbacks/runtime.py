@@ -166,6 +166,11 @@ class CheckpointExtras(L.Callback):
         checkpoint["seqgen"] = {"task": self.task_name, "model_class": type(pl_module).__qualname__, **extras}
 
 
+def _grouped(pl_module: L.LightningModule) -> bool:
+    """Whether the module's training steps take lists of micro-batches (steps per execution)."""
+    return getattr(pl_module, "steps_per_execution", 1) > 1
+
+
 class Throughput(L.Callback):
     """Wall-clock training speed: steps/s and items/s (tokens for LMs, images for CNNs) after
     ``warmup`` steps, logged each epoch as ``perf/steps_per_sec`` and ``perf/items_per_sec``.
@@ -186,8 +191,9 @@ class Throughput(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         import time
 
-        # counted in batches, not global steps (a GAN's global step counts both of its optimisers)
-        self.seen += 1
+        # counted in batches, not global steps (a GAN's global step counts both of its optimisers);
+        # with steps per execution a training step takes a list of K batches
+        self.seen += len(batch) if _grouped(pl_module) else 1
         if self.seen > self.warmup and self.start is None:
             self.start = time.perf_counter()
 
@@ -209,9 +215,10 @@ class Throughput(L.Callback):
 
         if self.start is None:
             return
-        self.steps += 1
-        first = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else batch
-        self.items += int(first.numel()) if hasattr(first, "numel") else 0
+        for micro in batch if _grouped(pl_module) else [batch]:
+            self.steps += 1
+            first = micro[1] if isinstance(micro, (tuple, list)) and len(micro) > 1 else micro
+            self.items += int(first.numel()) if hasattr(first, "numel") else 0
         self.elapsed = time.perf_counter() - self.start - self.paused
 
     @property

@@ -341,20 +341,35 @@ def _as_batch(batch: Any) -> Any:
 
 
 class _StochasticBinarize:
-    """Collate: each pixel becomes 1 with probability equal to its grey level, fresh every batch
-    (the global RNG, which :class:`seqgen.callbacks.EpochSeed` reseeds each epoch)."""
+    """Collate: each pixel becomes 1 with probability equal to its grey level, fresh every batch.
+    The draws come from a generator of their own, seeded by (seed, epoch, rank, batch number in the
+    epoch) -- not the global RNG -- so they do not depend on when the loader is read (a loader read
+    ahead, K batches at a time, gives the same draws) and a mid-epoch resume continues them."""
+
+    def __init__(self, sampler: EpochShuffle, batch_size: int, seed: int, trainer: Any):
+        self.sampler, self.batch_size, self.seed, self.trainer = sampler, batch_size, seed, trainer
+        self.gen = torch.Generator()
+        self._pass, self._batch = -1, 0
 
     def __call__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        rank, world = rank_world(self.trainer)
+        if self._pass != self.sampler.passes:  # a new pass over the sampler (an epoch, or a resumed one)
+            self._pass, self._batch = self.sampler.passes, self.sampler.started // (self.batch_size * world)
+        self.gen.manual_seed(((self.seed * 1_000_003 + self.sampler.epoch) * 1_009 + rank) * 1_000_033 + self._batch)
+        self._batch += 1
         x, y = batch
-        return torch.bernoulli(x), y
+        return torch.bernoulli(x, generator=self.gen), y
 
 
 class EpochShuffle(Sampler[int]):
-    """A random order that depends only on ``seed`` and the epoch Lightning sets."""
+    """A random order that depends only on ``seed`` and the epoch Lightning sets. ``passes`` counts
+    the iterations begun and ``started`` is where the latest began (after a mid-epoch resume, the
+    examples already trained on, over all ranks)."""
 
     def __init__(self, n: int, seed: int, skip: Any = None):
         self.n, self.seed, self.epoch = n, seed, 0
         self.skip = skip or (lambda: 0)  # examples a mid-epoch resume has already trained on
+        self.passes, self.started = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -364,7 +379,8 @@ class EpochShuffle(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=gen).tolist()[self.skip():])
+        self.passes, self.started = self.passes + 1, self.skip()
+        return iter(torch.randperm(self.n, generator=gen).tolist()[self.started:])
 
 
 def resumable_shuffle(n: int, seed: int, batch_size: int, trainer: Any) -> EpochShuffle:
@@ -481,8 +497,9 @@ class ImageDataModule(ReaderDataModule):
         self.setup()
         ds = TensorPairs(*self.splits[split])
         if train:
-            collate = _StochasticBinarize() if self.binarize == "stochastic" else _as_batch
             sampler = resumable_shuffle(len(ds), self.seed, self.batch_size, self.trainer)
+            collate = (_StochasticBinarize(sampler, self.batch_size, self.seed, self.trainer)
+                       if self.binarize == "stochastic" else _as_batch)
             return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=collate)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=_as_batch)
 

@@ -21,5 +21,7 @@ def resume_skip(trainer: Any | None, n_batches: int) -> int:
     loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
     if loop is None:
         return 0
-    done = int(loop.batch_progress.current.completed)
+    # with steps per execution, Lightning counts groups of K batches (seqgen.data.grouping)
+    group = int(getattr(getattr(trainer, "lightning_module", None), "steps_per_execution", 1) or 1)
+    done = int(loop.batch_progress.current.completed) * group
     return done if loop.restarting and 0 < done < n_batches else 0

@@ -10,7 +10,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from seqgen.errors import NonFiniteLossError
+from seqgen.errors import ConfigError, NonFiniteLossError
+from seqgen.models.execution import optimiser_steps
 from seqgen.models.optim import (
     build_optimizer,
     build_scheduler,
@@ -46,6 +47,27 @@ class SeqgenModule(L.LightningModule):
         self.skip_nonfinite = skip_nonfinite
         self.compile_net = compile
         self.skipped_steps = 0
+        self.steps_per_execution = 1
+
+    def use_steps_per_execution(self, k: int) -> None:
+        """Run ``k`` optimiser steps per Lightning ``training_step`` (see
+        :mod:`seqgen.models.execution`); the training loader must then yield lists of ``k``
+        micro-batches (``seqgen.train.run`` arranges both from the recipe's ``steps_per_execution``)."""
+        import types
+
+        from seqgen.models.execution import grouped_training_step
+
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"steps_per_execution must be a positive integer, got {k!r}")
+        self.steps_per_execution = k
+        if k == 1:
+            self.__dict__.pop("training_step", None)
+            return
+
+        def training_step(self: SeqgenModule, batches: list[Any], batch_idx: int) -> Any:
+            return grouped_training_step(self, batches, batch_idx)
+
+        self.__dict__["training_step"] = types.MethodType(training_step, self)
 
     def save_hparams_with_net(self, net: dict[str, Any] | torch.nn.Module) -> bool:
         """``save_hyperparameters()`` of the calling ``__init__``, its ``net`` stored as plain data when
@@ -93,8 +115,7 @@ class SeqgenModule(L.LightningModule):
         sname = scfg.pop("name", "none")
         total = None
         if sname in ("cosine", "onecycle"):
-            total = int(self.trainer.estimated_stepping_batches) if self.trainer is not None else None
-            if total is not None and not math.isfinite(total):
-                total = None
+            total = optimiser_steps(self.trainer, self.steps_per_execution) if self.trainer is not None else None
+            total = int(total) if total is not None and math.isfinite(total) else None
         sched = build_scheduler(opt, sname, total_steps=total, **scfg)
         return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}

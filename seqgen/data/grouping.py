@@ -1,0 +1,56 @@
+"""A training loader that yields groups of K consecutive batches (steps per execution).
+
+``group_loader(loader, k)`` turns a ``DataLoader`` into one of a subclass that yields lists of
+``k`` batches of the loader's own iterator: the same batches in the same order (the last group of
+an epoch may be shorter), and ``len`` counts groups. It stays a ``DataLoader`` with its dataset,
+sampler and collate function, so Lightning still injects its distributed sampler (it rebuilds a
+loader of this class, whose group size is a class attribute) and sets the sampler's epoch.
+
+``limit`` keeps only the first ``limit`` batches of each epoch, before grouping: the meaning of an
+integer ``trainer.limit_train_batches`` with K=1, which ``seqgen.train`` passes here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+
+def _grouped_iter(self: DataLoader) -> Iterator[list[Any]]:
+    batches = type(self)._base_iter(self)
+    if self.limit is not None:
+        batches = itertools.islice(batches, self.limit)
+    while chunk := list(itertools.islice(batches, self.group)):
+        yield chunk
+
+
+def _batches(self: DataLoader) -> int:
+    """Batches (not groups) per epoch."""
+    n = type(self)._base_len(self)  # TypeError for an unsized iterable dataset, as DataLoader's own
+    return n if self.limit is None else min(n, self.limit)
+
+
+def _grouped_len(self: DataLoader) -> int:
+    return math.ceil(_batches(self) / self.group)
+
+
+def group_loader(loader: DataLoader, k: int, limit: int | None = None) -> DataLoader:
+    """``loader``, its batches served ``k`` at a time (``k=1`` and no limit: unchanged)."""
+    if k == 1 and limit is None:
+        return loader
+    if not isinstance(loader, DataLoader):
+        raise TypeError(f"steps_per_execution needs a torch DataLoader as the training loader, got {type(loader).__name__}")
+    base = type(loader)
+    if getattr(base, "_seqgen_grouped", False):
+        raise TypeError("this loader is grouped already")
+    # a subclass adding only class attributes and methods: the instance's class can be swapped in place
+    cls = type(f"Grouped{base.__name__}", (base,), {
+        "group": int(k), "limit": limit, "_seqgen_grouped": True, "_base_iter": base.__iter__,
+        "_base_len": base.__len__, "__iter__": _grouped_iter, "__len__": _grouped_len,
+        "batches_per_epoch": _batches, "__module__": __name__})
+    loader.__class__ = cls
+    return loader

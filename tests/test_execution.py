@@ -1,0 +1,95 @@
+"""Steps per execution (``steps_per_execution: K``): K optimiser steps per Lightning training step
+make the same updates in the same order as K=1 -- the final weights are equal bit for bit on CPU --
+with the same global step, epoch metrics, logger step axis and ``max_steps``; the loader's groups
+are the loader's own batches; bad combinations are refused with the key named. The kill/resume
+case at K=8 is in tests/test_interrupt.py (family ``lm_k8``)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from conftest import make_cfg
+from seqgen.data.grouping import group_loader
+from seqgen.errors import ConfigError
+from seqgen.train import run
+
+QUIET = ["callbacks.progress_bar=null", "logger=csv", "trainer.enable_model_summary=false", "trainer.deterministic=true"]
+CASES = {
+    # name: overrides (small and fast; each exercises what K could get wrong)
+    "classifier_dropout_cosine": ["task=digits_mlp", "trainer.max_epochs=2", "model.net.dropout=0.2",
+                                  "model.scheduler.name=cosine", "callbacks.early_stopping=null"],
+    "classifier_max_steps_onecycle": ["task=digits_mlp", "trainer.max_steps=30", "model.scheduler.name=onecycle"],
+    "classifier_bf16": ["task=digits_mlp", "trainer.max_epochs=1", "trainer.precision=bf16-mixed"],
+    "lm_tbptt_clip": ["task=char_lm", "model.net.hidden_size=48", "model.net.num_layers=1", "model.net.embedding_dim=16",
+                      "data.batch_size=8", "data.bptt=40", "trainer.max_epochs=2", "trainer.limit_train_batches=21",
+                      "trainer.limit_val_batches=3", "trainer.limit_test_batches=3", "callbacks.text_samples=null",
+                      "trainer.gradient_clip_val=0.5"],
+    "vae_stochastic_binarisation": ["task=digits_vae", "trainer.max_epochs=2"],
+    "gan_manual_optimisation": ["task=digits_gan", "trainer.max_epochs=1", "trainer.limit_train_batches=20",
+                                "model.eval_samples=200"],
+    "translator": ["task=dates_attn", "data.num_train=600", "data.num_eval=60", "model.net.hidden_size=32",
+                   "trainer.max_epochs=2", "callbacks.early_stopping=null"],
+}
+
+
+def _train(tmp_path, overrides, k):
+    cfg = make_cfg(tmp_path / f"k{k}", [*overrides, f"steps_per_execution={k}", *QUIET])
+    metrics = run(cfg)
+    run_dir = tmp_path / f"k{k}" / "run"
+    return metrics, torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True), run_dir
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_k_steps_per_execution_make_the_same_updates_as_one(case, tmp_path):
+    a, ckpt_a, dir_a = _train(tmp_path, CASES[case], 1)
+    b, ckpt_b, dir_b = _train(tmp_path, CASES[case], 8)
+    assert ckpt_a["global_step"] == ckpt_b["global_step"] > 8
+    wa, wb = ckpt_a["state_dict"], ckpt_b["state_dict"]
+    assert wa.keys() == wb.keys()
+    differ = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not differ, f"{case}: weights differ after the same number of steps: {differ[:5]}"
+    # every metric but the per-step training values (a group logs the mean of its K steps) agrees
+    for key in a:
+        if key.endswith("_step") or key.startswith(("perf/", "train/beta")):
+            continue
+        assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
+
+
+def _logged_steps(run_dir, column):
+    with open(next(run_dir.rglob("metrics.csv"))) as f:
+        return [int(r["step"]) for r in csv.DictReader(f) if r.get(column)]
+
+
+def test_the_loggers_step_axis_stays_in_optimiser_steps(tmp_path):
+    overrides = ["task=digits_mlp", "trainer.max_epochs=2", "trainer.log_every_n_steps=8", "callbacks.early_stopping=null"]
+    _, _, dir1 = _train(tmp_path, overrides, 1)
+    _, _, dir8 = _train(tmp_path, overrides, 8)
+    steps1, steps8 = _logged_steps(dir1, "train/loss_step"), _logged_steps(dir8, "train/loss_step")
+    assert steps1 == [7, 15, 23, 31, 39]  # 42 steps (21 an epoch), a log every 8
+    assert steps8 == [7, 15, 20, 28, 36, 41]  # the last step of each group of 8 (8, 8, 5 an epoch)
+    assert _logged_steps(dir8, "val/loss") == _logged_steps(dir1, "val/loss") == [20, 41]
+
+
+def test_groups_are_the_loaders_own_batches_in_order():
+    data = torch.arange(23)
+    plain = list(DataLoader(data, batch_size=3))
+    grouped = group_loader(DataLoader(data, batch_size=3), 4)
+    assert len(grouped) == 2 and isinstance(grouped, DataLoader)
+    groups = list(grouped)
+    assert [len(g) for g in groups] == [4, 4]
+    assert all(torch.equal(x, y) for x, y in zip([b for g in groups for b in g], plain))
+    limited = group_loader(DataLoader(data, batch_size=3), 2, limit=5)  # limit_train_batches=5, before grouping
+    assert len(limited) == 3 and [len(g) for g in limited] == [2, 2, 1] and limited.batches_per_epoch() == 5
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["steps_per_execution=0"], "steps_per_execution must be a positive integer"),
+    (["steps_per_execution=4", "trainer.accumulate_grad_batches=2"], "cannot be combined with trainer.accumulate_grad_batches"),
+])
+def test_bad_steps_per_execution_is_refused_before_training(overrides, match, tmp_path):
+    with pytest.raises(ConfigError, match=match):
+        run(make_cfg(tmp_path, ["task=digits_mlp", *overrides, *QUIET]))
