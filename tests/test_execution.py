@@ -93,3 +93,26 @@ def test_groups_are_the_loaders_own_batches_in_order():
 def test_bad_steps_per_execution_is_refused_before_training(overrides, match, tmp_path):
     with pytest.raises(ConfigError, match=match):
         run(make_cfg(tmp_path, ["task=digits_mlp", *overrides, *QUIET]))
+
+
+@pytest.mark.slow
+def test_the_gpu_pass_runs_in_its_tiny_mode(tmp_path):
+    """benchmarks/gpu_pass.sh end to end on small nets (on this CPU when there is no GPU): every row of
+    its table is filled, so the script a borrowed GPU machine runs has not rotted."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "gpu_pass.md"
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_pass.sh"), "--tiny", "--out", str(out)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=400, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    names = {r.split(" | ")[0].strip("| ") for r in rows}
+    assert {"char LM (tokens/s)", "word LM (tokens/s)", "ResNet-18, CIFAR shape (images/s)", "dates translator (steps/s)",
+            "digits MLP, trainer=ddp devices=1 (steps/s)", "host syncs per training step"} <= names
+    for r in rows[:-1]:  # every timed row has a positive plain and seqgen rate
+        cells = [c.strip() for c in r.strip("|").split("|")]
+        assert float(cells[3]) > 0 and float(cells[4]) > 0, r

@@ -79,7 +79,7 @@ def test_a_run_restores_lightnings_own_method(tmp_path):
         def on_train_batch_end(self, *args):
             seen.append(getattr(_ResultMetric.to, "_seqgen_fast", False))
 
-    run(make_cfg(tmp_path, ["task=digits_mlp", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+    run(make_cfg(tmp_path, ["task=digits_mlp", "steps_per_execution=1", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                             "callbacks.progress_bar=null", "test=false", "logger=none"]), extra_callbacks=[Spy()])
     assert seen == [True, True] and _ResultMetric.__dict__["to"] is LIGHTNINGS_TO
 

@@ -138,3 +138,20 @@ def test_truncated_bptt_carries_state_but_not_gradient(impl):
     out_attached, _ = net(cur, state)
     out_attached.sum().backward()
     assert prev.grad is not None and prev.grad.abs().sum() > 0
+
+
+def test_lstm_runs_under_cpu_bf16_autocast_on_any_cpu():
+    """torch's LSTM under CPU bf16 autocast needs oneDNN's bf16 kernels (avx512_bf16); without them it
+    fails with 'could not create a primitive descriptor'. seqgen runs it in fp32 there: the result
+    matches fp32 to bf16 rounding on any CPU, and the carried state goes on to the next chunk."""
+    from seqgen.nets import RNNLM
+
+    torch.manual_seed(0)
+    net = RNNLM(vocab_size=50, kind="lstm", hidden_size=32, num_layers=2, embedding_dim=16)
+    x = torch.randint(0, 50, (4, 12))
+    ref, ref_state = net(x)
+    ref2, _ = net(x, ref_state)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, state = net(x)
+        out2, _ = net(x, state)
+    assert torch.allclose(out.float(), ref, atol=0.05) and torch.allclose(out2.float(), ref2, atol=0.05)

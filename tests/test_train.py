@@ -15,8 +15,8 @@ from seqgen.errors import CheckpointError, ConfigError, NonFiniteLossError
 from seqgen.models import LanguageModel
 from seqgen.train import run
 
-TINY = [
-    "model.net.hidden_size=32", "model.net.embedding_dim=16", "model.net.num_layers=1", "model.net.dropout=0.1",
+TINY = [  # one optimiser step per training step: the callbacks here act on single steps (K > 1: test_execution.py)
+    "steps_per_execution=1", "model.net.hidden_size=32", "model.net.embedding_dim=16", "model.net.num_layers=1", "model.net.dropout=0.1",
     "data.batch_size=8", "data.eval_batch_size=4", "data.bptt=20",
     "trainer.limit_train_batches=10", "trainer.limit_val_batches=4", "trainer.limit_test_batches=4",
     "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false", "callbacks.progress_bar=null",

@@ -101,6 +101,24 @@ class SeqgenModule(L.LightningModule):
             "or set model.skip_nonfinite=true to skip such steps."
         )
 
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """The trainer's gradient clipping, over the optimiser's parameters with torch's multi-tensor
+        kernels. Lightning's own path refuses fused optimisers under any mixed precision, because
+        a fused step unscales fp16 gradients itself; with no gradient scaler (fp32, bf16) there is
+        nothing to unscale, so the gradients are clipped here. With a scaler (fp16), Lightning's
+        path (the optimiser is then not fused: :meth:`configure_optimizers`)."""
+        if not gradient_clip_val:
+            return
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if str(getattr(gradient_clip_algorithm, "value", gradient_clip_algorithm) or "norm").lower() == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val, foreach=True)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val, foreach=True)
+
     def optimizer_groups(self, lr: float, weight_decay: float, decay_all: bool) -> list[dict[str, Any]]:
         """Parameter groups for the optimiser; subclasses may give parts their own learning rate."""
         return param_groups(self, weight_decay, decay_all)
@@ -110,6 +128,8 @@ class SeqgenModule(L.LightningModule):
         name, lr = cfg.pop("name", "adam"), cfg.pop("lr", 1e-3)
         wd = cfg.pop("weight_decay", 0.0)
         decay_all = cfg.pop("decay_norm_and_bias", False)
+        if _scaled_and_clipped(self._trainer):
+            cfg.setdefault("fused", False)  # a fused step unscales fp16 gradients itself: they could not be clipped first
         opt = build_optimizer(self.optimizer_groups(lr, wd, decay_all), name, lr, **cfg)
         scfg = dict(self.scheduler_cfg)
         sname = scfg.pop("name", "none")
@@ -119,3 +139,10 @@ class SeqgenModule(L.LightningModule):
             total = int(total) if total is not None and math.isfinite(total) else None
         sched = build_scheduler(opt, sname, total_steps=total, **scfg)
         return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
+
+
+def _scaled_and_clipped(trainer: Any) -> bool:
+    """fp16 mixed precision (a gradient scaler) with gradient clipping."""
+    if trainer is None:
+        return False
+    return bool(trainer.gradient_clip_val) and str(trainer.precision).startswith("16")

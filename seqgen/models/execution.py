@@ -35,7 +35,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-_LOG_SIG = inspect.signature(L.LightningModule.log)
+_LOG_ARGS = [p for p in inspect.signature(L.LightningModule.log).parameters if p not in ("self", "name", "value")]
 
 
 def _batch_size(batch: Any) -> int:
@@ -64,8 +64,8 @@ class DeferredLog:
         self.module.__dict__.pop("log", None)
 
     def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
-        bound = _LOG_SIG.bind(None, name, value, *args, **kwargs).arguments
-        opts = {k: v for k, v in bound.items() if k not in ("self", "name", "value")}
+        opts = dict(zip(_LOG_ARGS, args)) if args else {}  # positional options, in Lightning's order
+        opts.update(kwargs)
         entry = self.entries.get(name)
         if not isinstance(value, (Tensor, int, float)):  # a torchmetrics Metric (or anything else): as given
             self.entries[name] = [value, None, opts]

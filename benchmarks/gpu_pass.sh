@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The GPU pass in one command (issue 17): installs what a borrowed GPU machine lacks from a folder of
+# wheels, then writes the markdown table of benchmarks/gpu_pass.py.
+#
+#   bash benchmarks/gpu_pass.sh [--tiny] [--wheels DIR] [--out FILE]
+#
+# The GPU machines have torch, lightning, torchmetrics, sentencepiece, sacrebleu and torchvision but
+# no hydra-core, omegaconf, antlr4-python3-runtime or mlxtend, and no network: those come from
+# --wheels (default: $SEQGEN_WHEELS, else wheels/ beside this repository's root); a package that
+# already imports is left alone. --tiny: small nets, a few steps, on the CPU when there is no GPU
+# (CI runs it so that this script never rots). The table goes to --out (default $OUT/gpu_pass.md
+# when $OUT is set, else gpu_pass.md) and to stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TINY=()
+WHEELS="${SEQGEN_WHEELS:-wheels}"
+OUTFILE="${OUT:-.}/gpu_pass.md"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tiny) TINY=(--tiny); shift ;;
+    --wheels) WHEELS="$2"; shift 2 ;;
+    --out) OUTFILE="$2"; shift 2 ;;
+    *) echo "gpu_pass.sh: unknown argument $1 (use --tiny, --wheels DIR, --out FILE)" >&2; exit 2 ;;
+  esac
+done
+PY="${PYTHON:-python}"
+missing=()
+for pair in hydra:hydra-core omegaconf:omegaconf antlr4:antlr4-python3-runtime mlxtend:mlxtend \
+            lightning:lightning torchmetrics:torchmetrics sacrebleu:sacrebleu sentencepiece:sentencepiece \
+            rich:rich sklearn:scikit-learn matplotlib:matplotlib; do
+  mod="${pair%%:*}"; pkg="${pair#*:}"
+  "$PY" -c "import $mod" 2>/dev/null || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ ! -d "$WHEELS" ]; then
+    echo "gpu_pass.sh: missing ${missing[*]} and no wheel folder $WHEELS (pass --wheels DIR)" >&2; exit 3
+  fi
+  echo "gpu_pass.sh: installing ${missing[*]} from $WHEELS"
+  "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" "${missing[@]}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" -c "import seqgen" || { echo "gpu_pass.sh: import seqgen failed (see above)" >&2; exit 4; }
+exec "$PY" benchmarks/gpu_pass.py "${TINY[@]}" --out "$OUTFILE"
