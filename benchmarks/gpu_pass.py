@@ -89,8 +89,9 @@ def sync_count(tmp: Path, device: str, steps: int) -> str:
     sync debug mode reports them ("n/a" without CUDA)."""
     if device != "cuda":
         return "n/a (no CUDA)"
-    from seqgen.train import run
     import lightning as L
+
+    from seqgen.train import run
 
     class Count(L.Callback):
         def __init__(self):

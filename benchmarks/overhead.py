@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils._pytree import tree_map
 from common import QUIET, machine, make_cfg, table
+from torch.utils._pytree import tree_map
 
 from seqgen.callbacks import Throughput
 from seqgen.nets import detach_state

@@ -23,11 +23,17 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from seqgen import fast_log
-from seqgen.callbacks import CheckpointExtras, EpochSeed, GracefulInterrupt, ModelSummary
+from seqgen.callbacks import CheckpointExtras, EpochSeed, FiniteGuard, GracefulInterrupt, ModelSummary
 from seqgen.checkpoints import find_checkpoint, load_checkpoint, module_from_checkpoint
 from seqgen.config import validate
 from seqgen.console import quiet_console
-from seqgen.contracts import ExecutesSteps, HasCheckpointExtras, HasEvalClassifier, HasUnusedParameters, Transferable
+from seqgen.contracts import (
+    ExecutesSteps,
+    HasCheckpointExtras,
+    HasEvalClassifier,
+    HasUnusedParameters,
+    Transferable,
+)
 from seqgen.errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingInterrupted
 from seqgen.utils import build, check_keys
 
@@ -270,11 +276,11 @@ def build_model_for(cfg: DictConfig, datamodule: L.LightningDataModule, resuming
 
 def _grouped_trainer_settings(cfg: DictConfig) -> dict[str, Any]:
     """With ``steps_per_execution`` K > 1 Lightning counts groups of K batches: an integer
-    ``limit_train_batches`` becomes groups (the batch limit itself is applied by the loader), and
-    the training values are logged at the end of every group (every K optimiser steps, the mean of
-    the K steps; the logger's step axis stays in optimiser steps), so ``log_every_n_steps`` is not
-    used: Lightning's cadence counts steps that a group crosses K at a time, and an epoch whose
-    length is not a multiple of K would shift the groups off it."""
+    ``limit_train_batches`` becomes groups (the batch limit itself is applied by the loader). The
+    training values are logged by the groups that cross a multiple of ``log_every_n_steps`` (the
+    mean of their K steps; the logger's step axis stays in optimiser steps): the model decides at
+    the end of each group (:mod:`seqgen.models.execution`) and sets Lightning's own setting, so it
+    starts at 1 here."""
     k = int(cfg.get("steps_per_execution", 1))
     if k == 1:
         return {}
@@ -292,6 +298,7 @@ def use_steps_per_execution(cfg: DictConfig, model: L.LightningModule, datamodul
     import functools
 
     from seqgen.data.grouping import group_loader
+    from seqgen.data.sharding import resume_skip
 
     k = cfg.get("steps_per_execution", 1)
     if k == 1:
@@ -303,13 +310,17 @@ def use_steps_per_execution(cfg: DictConfig, model: L.LightningModule, datamodul
         raise ConfigError(f"steps_per_execution={k} makes one optimiser step per batch; it cannot be combined with "
                           f"trainer.accumulate_grad_batches={cfg.trainer.accumulate_grad_batches} (set one of them to 1)")
     model.use_steps_per_execution(int(k))
+    model.log_every_n_steps = int(cfg.trainer.get("log_every_n_steps") or 50)  # Lightning's own default is 50
     limit = cfg.trainer.get("limit_train_batches")
     limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
     original = datamodule.train_dataloader
 
+    def resumed_at() -> int:  # batches of this epoch a mid-epoch resume has done (the readers skip them)
+        return resume_skip(datamodule.trainer, limit or 0) if limit else 0
+
     @functools.wraps(original)
     def train_dataloader() -> Any:
-        return group_loader(original(), int(k), limit)
+        return group_loader(original(), int(k), limit, resumed_at)
 
     datamodule.train_dataloader = train_dataloader
 
@@ -333,6 +344,7 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule, extra_callbacks: li
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if cfg.get("seed") is not None:
         callbacks.append(EpochSeed(cfg.seed))
+    callbacks.append(FiniteGuard())  # before CheckpointExtras: a NaN stops the save before anything is written
     callbacks.append(CheckpointExtras(str(cfg.task_name)))
     if cfg.trainer.get("enable_model_summary", True) is not False and not cfg.trainer.get("fast_dev_run"):
         callbacks.append(ModelSummary(max_depth=1))  # Lightning's, without its all-zero FLOPs column

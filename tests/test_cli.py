@@ -283,3 +283,22 @@ def test_reproducible_blas_leaves_a_users_choice_alone():
     assert not reproducible_blas(on, env) and env == {"MKL_CBWR": "COMPATIBLE"}
     env = {}
     assert not reproducible_blas(off, env) and env == {}
+
+
+@pytest.mark.slow
+def test_ddp_cpu_steps_per_execution_make_the_same_updates_as_one(tmp_path):
+    """Two gloo ranks, eight optimiser steps per training step: each inner backward is all-reduced
+    as Lightning's own would be, so the weights equal those of one step per training step, bit for bit."""
+    import torch
+
+    weights = {}
+    for k in (1, 8):
+        out = tmp_path / f"k{k}"
+        proc = run_script([TRAIN, "task=digits_mlp", "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=2",
+                           "model.net.dropout=0.2", f"steps_per_execution={k}", "callbacks.progress_bar=null",
+                           "trainer.enable_model_summary=false", "test=false", f"hydra.run.dir={out}"], tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+        weights[k] = (ckpt["global_step"], ckpt["state_dict"])
+    (s1, w1), (s8, w8) = weights[1], weights[8]
+    assert s1 == s8 > 8 and all(torch.equal(w1[name], w8[name]) for name in w1)

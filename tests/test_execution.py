@@ -1,8 +1,9 @@
 """Steps per execution (``steps_per_execution: K``): K optimiser steps per Lightning training step
 make the same updates in the same order as K=1 -- the final weights are equal bit for bit on CPU --
 with the same global step, epoch metrics, logger step axis and ``max_steps``; the loader's groups
-are the loader's own batches; bad combinations are refused with the key named. The kill/resume
-case at K=8 is in tests/test_interrupt.py (family ``lm_k8``)."""
+are the loader's own batches; bad combinations are refused with the key named. Kill/resume at K=8:
+tests/test_interrupt.py (every family there runs its recipe's K=8); DDP at K=8 against K=1:
+tests/test_cli.py::test_ddp_cpu_steps_per_execution_make_the_same_updates_as_one."""
 
 from __future__ import annotations
 
@@ -70,7 +71,9 @@ def test_the_loggers_step_axis_stays_in_optimiser_steps(tmp_path):
     _, _, dir8 = _train(tmp_path, overrides, 8)
     steps1, steps8 = _logged_steps(dir1, "train/loss_step"), _logged_steps(dir8, "train/loss_step")
     assert steps1 == [7, 15, 23, 31, 39]  # 42 steps (21 an epoch), a log every 8
-    assert steps8 == [7, 15, 20, 28, 36, 41]  # the last step of each group of 8 (8, 8, 5 an epoch)
+    # groups of 8, 8 and 5 an epoch, ending after steps 8, 16, 21, 29, 37, 42: those that cross a
+    # multiple of 8 log, at the index of their last step
+    assert steps8 == [7, 15, 28, 36, 41]
     assert _logged_steps(dir8, "val/loss") == _logged_steps(dir1, "val/loss") == [20, 41]
 
 

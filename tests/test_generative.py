@@ -3,9 +3,8 @@ learning on real digits, transfer of pretrained encoders/stacks, and bad input."
 
 from __future__ import annotations
 
-import itertools
-
 import csv
+import itertools
 import math
 
 import lightning as L

@@ -5,12 +5,14 @@ from seqgen.callbacks.plots import ConfusionMatrixPlot, LossCurves, NodeEmbeddin
 from seqgen.callbacks.runtime import (
     CheckpointExtras,
     EpochSeed,
+    FiniteGuard,
     GracefulInterrupt,
     ModelSummary,
+    ProgressBar,
     RunCheckpoint,
     Throughput,
 )
 from seqgen.callbacks.text import TextSamples
 from seqgen.callbacks.translation import TranslationSamples
 
-__all__ = ["CheckpointExtras", "ConfusionMatrixPlot", "ImageGrids", "EpochSeed", "GracefulInterrupt", "LossCurves", "ModelSummary", "NodeEmbeddingPlot", "RunCheckpoint", "TextSamples", "Throughput", "TranslationSamples"]
+__all__ = ["CheckpointExtras", "ConfusionMatrixPlot", "ImageGrids", "EpochSeed", "FiniteGuard", "GracefulInterrupt", "LossCurves", "ModelSummary", "NodeEmbeddingPlot", "ProgressBar", "RunCheckpoint", "TextSamples", "Throughput", "TranslationSamples"]

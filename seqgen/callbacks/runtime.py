@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch import seed_everything
-from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary
+from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary, RichProgressBar
 
 
 def rng_state() -> dict[str, Any]:
@@ -288,3 +288,63 @@ class ModelSummary(RichModelSummary):
         console.print(f"{get_human_readable_count(trainable_parameters)} trainable parameters"
                       + (f", {get_human_readable_count(frozen)} frozen" if frozen else "")
                       + f", {model_size:.2f} MB")
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar that reads the training values at its refresh rate, not at
+    every step. seqgen's models log per-step training values with ``prog_bar=False`` -- Lightning
+    turns every ``prog_bar`` value into a Python number after every training step, a host sync per
+    step on a GPU -- and this bar shows the latest of those named in ``show`` (from the trainer's
+    callback metrics, still tensors) every ``refresh_rate`` steps and at each epoch end."""
+
+    def __init__(self, refresh_rate: int = 5, leave: bool = False,
+                 show: tuple[str, ...] = ("train/loss", "train/d_loss", "train/g_loss", "train/free_energy_gap"),
+                 **kwargs: Any):
+        super().__init__(refresh_rate=refresh_rate, leave=leave, **kwargs)
+        self.show = tuple(show)
+        self._due = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._due = (batch_idx + 1) % max(int(self.refresh_rate), 1) == 0
+        try:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        finally:
+            self._due = True
+
+    def _update_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._due:
+            super()._update_metrics(trainer, pl_module)
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        values = trainer.callback_metrics
+        for key in self.show:
+            if key not in items and key in values:
+                items[key] = float(values[key])  # read here, at the bar's refresh
+        return items
+
+
+class FiniteGuard(L.Callback):
+    """Asks the model whether a loss went NaN/inf since its last check (``check_finite``, one read of
+    a device value) before any checkpoint is written, before each validation and at each training
+    epoch's end: the models
+    note non-finite losses on the device instead of reading every loss on the host."""
+
+    @staticmethod
+    def _check(pl_module: L.LightningModule) -> None:
+        check = getattr(pl_module, "check_finite", None)
+        if check is not None:
+            check()
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._check(pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(pl_module)  # before weights that a NaN has reached are evaluated or sampled from
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(pl_module)

@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 def _grouped_iter(self: DataLoader) -> Iterator[list[Any]]:
     batches = type(self)._base_iter(self)
     if self.limit is not None:
-        batches = itertools.islice(batches, self.limit)
+        # a resumed epoch's loader starts after the batches already trained on: only the rest of the limit
+        batches = itertools.islice(batches, max(self.limit - self.resumed_at(), 0))
     while chunk := list(itertools.islice(batches, self.group)):
         yield chunk
 
@@ -38,8 +39,14 @@ def _grouped_len(self: DataLoader) -> int:
     return math.ceil(_batches(self) / self.group)
 
 
-def group_loader(loader: DataLoader, k: int, limit: int | None = None) -> DataLoader:
-    """``loader``, its batches served ``k`` at a time (``k=1`` and no limit: unchanged)."""
+def _zero() -> int:
+    return 0
+
+
+def group_loader(loader: DataLoader, k: int, limit: int | None = None, resumed_at: Any = None) -> DataLoader:
+    """``loader``, its batches served ``k`` at a time (``k=1`` and no limit: unchanged). ``resumed_at()``:
+    how many of the epoch's batches a mid-epoch resume skips (the loader's dataset skips them; the
+    limit counts them)."""
     if k == 1 and limit is None:
         return loader
     if not isinstance(loader, DataLoader):
@@ -49,7 +56,8 @@ def group_loader(loader: DataLoader, k: int, limit: int | None = None) -> DataLo
         raise TypeError("this loader is grouped already")
     # a subclass adding only class attributes and methods: the instance's class can be swapped in place
     cls = type(f"Grouped{base.__name__}", (base,), {
-        "group": int(k), "limit": limit, "_seqgen_grouped": True, "_base_iter": base.__iter__,
+        "group": int(k), "limit": limit, "resumed_at": staticmethod(resumed_at or _zero), "_seqgen_grouped": True,
+        "_base_iter": base.__iter__,
         "_base_len": base.__len__, "__iter__": _grouped_iter, "__len__": _grouped_len,
         "batches_per_epoch": _batches, "__module__": __name__})
     loader.__class__ = cls

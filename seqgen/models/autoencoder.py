@@ -115,7 +115,7 @@ class AutoEncoder(_ImageModel):
         loss = rec + self.sparsity_penalty(code.float())
         n = x.size(0)
         mse = F.mse_loss(self._unit(out.detach()).float(), x.float())
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=stage == "train", on_epoch=True, batch_size=n,
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "train", on_step=stage == "train", on_epoch=True, batch_size=n,
                  sync_dist=stage != "train")
         self.log(f"{stage}/mse", mse, on_step=False, on_epoch=True, batch_size=n, sync_dist=stage != "train")
         if self.noise not in (None, "none") and stage != "train":
@@ -241,7 +241,7 @@ class VAE(_ImageModel):
         elbo = -(rec + kl)
         loss = (rec + self.beta_now() * kl).mean()
         n, sync = x.size(0), stage != "train"
-        self.log(f"{stage}/loss", loss if stage == "train" else -elbo.mean(), prog_bar=True, on_step=stage == "train",
+        self.log(f"{stage}/loss", loss if stage == "train" else -elbo.mean(), prog_bar=sync, on_step=stage == "train",
                  on_epoch=True, batch_size=n, sync_dist=sync)
         self.log(f"{stage}/elbo", elbo.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=sync)
         self.log(f"{stage}/kl", kl.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=sync)

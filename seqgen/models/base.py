@@ -87,16 +87,48 @@ class SeqgenModule(L.LightningModule):
             self._compiled = True
 
     def finite_or_skip(self, loss: Tensor) -> Tensor | None:
-        """Return the loss, or None (Lightning then skips the step) when it is NaN/inf and
-        ``skip_nonfinite`` is set; otherwise raise with the step number."""
-        if torch.isfinite(loss).all():
-            return loss
+        """The loss, with a NaN/inf loss handled without a host sync per step.
+
+        With ``skip_nonfinite``, a non-finite loss returns None (Lightning then skips the step) and is
+        counted; that decision needs the value at once, so it reads it every step. Otherwise the
+        first non-finite step is noted on the device and :meth:`check_finite` raises it every
+        ``trainer.log_every_n_steps`` steps (at the groups that cross a multiple of it with steps per
+        execution), before any checkpoint is written and at each epoch's end (``seqgen.callbacks.FiniteGuard``): a
+        checkpoint never holds the weights of a step after a non-finite loss."""
         if self.skip_nonfinite:
+            if torch.isfinite(loss).all():
+                return loss
             self.skipped_steps += 1
             self.log("train/skipped_steps", float(self.skipped_steps))
             return None
+        value = loss.detach().float().reshape(-1)[:1].reshape(())
+        bad = ~torch.isfinite(value)
+        first = self.__dict__.get("_first_bad")
+        if first is None:
+            first = torch.full((), -1, dtype=torch.long, device=value.device)
+            self.__dict__["_bad_value"] = torch.zeros((), device=value.device)
+        new = bad & (first < 0)
+        self.__dict__["_first_bad"] = torch.where(new, self.global_step, first)
+        self.__dict__["_bad_value"] = torch.where(new, value, self.__dict__["_bad_value"])
+        trainer = self._trainer
+        if trainer is not None and self.steps_per_execution == 1 and (self.global_step + 1) % max(
+                int(trainer.log_every_n_steps or 1), 1) == 0:
+            self.check_finite()
+        return loss
+
+    def check_finite(self) -> None:
+        """Raise :class:`NonFiniteLossError` naming the first step whose loss was NaN/inf since the
+        last check (one read of a device value)."""
+        first = self.__dict__.get("_first_bad")
+        if first is None:
+            return
+        step = int(first)
+        if step < 0:
+            return
+        value = float(self.__dict__["_bad_value"])
+        self.__dict__.pop("_first_bad", None)
         raise NonFiniteLossError(
-            f"loss became {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}); "
+            f"loss became {value} at global step {step} (epoch {self.current_epoch}); "
             "training stopped. Lower the learning rate, clip gradients (trainer.gradient_clip_val), "
             "or set model.skip_nonfinite=true to skip such steps."
         )

@@ -112,7 +112,7 @@ class Classifier(SeqgenModule):
             loss = loss + self.net.aux_weight * self.loss_fn(aux, y)
         probs = logits.detach().float()
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=stage != "train",
+        self.log(f"{stage}/loss", loss, prog_bar=not on_step, on_step=on_step, on_epoch=True, sync_dist=stage != "train",
                  batch_size=y.size(0))
         for name in self.metric_names[stage]:
             metric = self.metrics[f"{stage}_{name}"]

@@ -61,7 +61,7 @@ class Detector(SeqgenModule):
             images, targets = self.augment(images, targets)
         losses = self.net.loss(self.net(images), targets)
         n = images.size(0)
-        self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        self.log("train/loss", losses["loss"], prog_bar=False, on_step=True, on_epoch=True, batch_size=n)
         for k, v in losses.items():
             if k != "loss":
                 self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=n)

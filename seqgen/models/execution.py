@@ -170,11 +170,27 @@ def grouped_training_step(module: L.LightningModule, batches: list[Any], batch_i
         log.batch = batches[n - 1]
         out = objective(module, batches[n - 1], first + n - 1)
     log.flush()
+    loop = trainer.fit_loop.epoch_loop
     if not automatic:
         # a manual-optimisation model made its own updates; add the steps Lightning's count of
         # groups does not see to the logger's step axis
-        trainer.fit_loop.epoch_loop._batches_that_stepped += n - 1
+        loop._batches_that_stepped += n - 1
+    if _crosses_log_step(trainer, loop._batches_that_stepped + 1, n, getattr(module, "log_every_n_steps", 50)):
+        if hasattr(module, "check_finite"):
+            module.check_finite()  # a NaN/inf loss of any step since the last check stops the run here
     return out
+
+
+def _crosses_log_step(trainer: L.Trainer, done: int, n: int, every: int) -> bool:
+    """Whether the group that brought the optimiser steps to ``done`` (``n`` of them) crossed a
+    multiple of ``every``; Lightning's logger then writes this group's values, and only then.
+
+    Lightning decides with ``(step + 1) % trainer.log_every_n_steps == 0`` after each training
+    step; its step (``_batches_that_stepped``, the logger's axis) moves ``n`` at a time here, so the
+    decision is handed to it through the attribute it reads."""
+    crossed = done // every > (done - n) // every
+    trainer.log_every_n_steps = done if crossed else done + 1
+    return crossed
 
 
 def optimiser_steps(trainer: L.Trainer, k: int) -> float:

@@ -127,7 +127,7 @@ class GAN(SeqgenModule):
     def _optimizer_step(self, optimizer: Any, loss: Tensor) -> bool:
         """Backward and step when the loss is finite; otherwise skip (skip_nonfinite: False is
         returned) or raise with the step number."""
-        if not torch.isfinite(loss).all() and self.finite_or_skip(loss.detach()) is None:
+        if self.finite_or_skip(loss) is None:
             return False
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -147,14 +147,14 @@ class GAN(SeqgenModule):
         if not self._optimizer_step(opt_d, d_loss):
             return None
         self.log_dict({"train/d_loss": d_loss.detach(), "train/d_acc_real": acc_real, "train/d_acc_fake": acc_fake},
-                      on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+                      on_step=True, on_epoch=True, prog_bar=False, batch_size=n)
         # generator step (every n_critic batches)
         if (batch_idx + 1) % self.n_critic == 0:
             z = torch.randn(n, self.latent_dim, device=self.device)
             g_loss = self.generator_loss(self.generator(z, labels), labels)
             if not self._optimizer_step(opt_g, g_loss):
                 return None
-            self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+            self.log("train/g_loss", g_loss.detach(), on_step=True, on_epoch=True, prog_bar=False, batch_size=n)
         return d_loss.detach()
 
     # -- evaluation ------------------------------------------------------------------------------

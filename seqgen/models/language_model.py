@@ -99,7 +99,7 @@ class LanguageModel(SeqgenModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         loss = self._loss("train", batch)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=False)
+        self.log("train/loss", loss, prog_bar=False, on_step=True, on_epoch=True, sync_dist=False)
         return self.finite_or_skip(loss)
 
     def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> None:

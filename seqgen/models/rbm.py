@@ -85,7 +85,7 @@ class DBNPretraining(SeqgenModule):
         with torch.no_grad():
             v0 = self.net.up(batch[0].float(), layer)
         loss = self.cd_loss(v0, self.negative_sample(v0, layer), layer)
-        self.log("train/free_energy_gap", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=v0.size(0))
+        self.log("train/free_energy_gap", loss, prog_bar=False, on_step=True, on_epoch=True, batch_size=v0.size(0))
         self.log("train/layer", float(layer), on_step=False, on_epoch=True)
         return self.finite_or_skip(loss)
 

@@ -52,7 +52,7 @@ class SequenceModel(SeqgenModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         res = self._losses(batch)
-        self.log("train/loss", res["loss"], prog_bar=True, on_step=True, on_epoch=True)
+        self.log("train/loss", res["loss"], prog_bar=False, on_step=True, on_epoch=True)
         if "acc" in res:
             self.log("train/acc", res["acc"], on_step=False, on_epoch=True)
         return self.finite_or_skip(res["loss"])

@@ -92,7 +92,7 @@ class Translator(SeqgenModule):
         tgt = batch["tgt"]
         logits = self.net(batch["src"], tgt[:, :-1], teacher_forcing=self.teacher_forcing)
         loss = self._loss(logits, tgt[:, 1:], self.label_smoothing)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=tgt.size(0))
+        self.log("train/loss", loss, prog_bar=False, on_step=True, on_epoch=True, batch_size=tgt.size(0))
         return self.finite_or_skip(loss)
 
     def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:

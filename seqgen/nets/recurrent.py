@@ -19,7 +19,6 @@ the state nor produce output (zeros), exactly like packed sequences.
 from __future__ import annotations
 
 import functools
-
 from typing import Union
 
 import torch
