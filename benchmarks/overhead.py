@@ -48,7 +48,7 @@ def _classifier_step(model, batch, state):
 
 def _translator_step(model, batch, state):
     tgt = batch["tgt"]
-    logits = model.net(batch["src"], tgt[:, :-1], teacher_forcing=model.teacher_forcing)
+    logits = model.net(batch["src"], tgt[:, :-1], teacher_forcing=model.teacher_forcing, src_lengths=batch.get("src_lengths"))
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), tgt[:, 1:].reshape(-1), ignore_index=0,
                            label_smoothing=model.label_smoothing), None
 

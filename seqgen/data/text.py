@@ -32,7 +32,7 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0, max_len: int | Non
     if max_len is not None:
         seqs = [s[:max_len] for s in seqs]
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    out = torch.full((len(seqs), max(1, int(lengths.max()) if len(seqs) else 1)), pad_id, dtype=torch.long)
+    out = torch.full((len(seqs), max([1, *(len(s) for s in seqs)])), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         if len(s):
             out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)

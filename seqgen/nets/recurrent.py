@@ -227,7 +227,8 @@ class Recurrent(nn.Module):
         if lengths is None:
             return self.rnn(x, state)
         T = x.size(1)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        lengths = lengths if lengths.device.type == "cpu" else lengths.cpu()  # packing reads them on the CPU
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed, state)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
         return out, state

@@ -31,6 +31,7 @@ below greedy's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -106,11 +107,16 @@ class Seq2Seq(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     # -- encoder ----------------------------------------------------------------------------
-    def encode(self, src: Tensor) -> tuple[Memory, State]:
-        """``src (B, S)`` padded with ``pad_id`` -> (memory, initial decoder state)."""
+    def encode(self, src: Tensor, src_lengths: Sequence[int] | Tensor | None = None) -> tuple[Memory, State]:
+        """``src (B, S)`` padded with ``pad_id`` -> (memory, initial decoder state). ``src_lengths``
+        (on the CPU, e.g. a list from the collate function) saves reading the lengths off the device;
+        without it they are counted from the padding."""
         mask = src != self.pad_id
-        lengths = mask.sum(1).clamp_min(1)
-        keys, final = self.encoder(self.drop(self.src_embedding(src)), lengths=lengths.cpu())
+        if src_lengths is None:
+            lengths = mask.sum(1).clamp_min(1).cpu()
+        else:
+            lengths = torch.as_tensor(src_lengths, dtype=torch.long)
+        keys, final = self.encoder(self.drop(self.src_embedding(src)), lengths=lengths)
         mask = mask[:, : keys.size(1)]
         h = final[0] if isinstance(final, tuple) else final
         L, dirs = self.encoder.num_layers, self.encoder.num_directions
@@ -163,12 +169,12 @@ class Seq2Seq(nn.Module):
         return self.generator(self.drop(torch.tanh(self.readout(feats)))), weights
 
     def forward(self, src: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0,
-                parallel: bool = True) -> Tensor:
+                parallel: bool = True, src_lengths: Sequence[int] | Tensor | None = None) -> Tensor:
         """Logits ``(B, T, V)`` for decoder inputs ``tgt_in`` (``<bos> y_1 ... y_{T-1}``).
 
         ``teacher_forcing`` < 1: at each step, each sentence is fed its gold previous token with
         that probability, else the model's own previous prediction (scheduled sampling)."""
-        mem, state = self.encode(src)
+        mem, state = self.encode(src, src_lengths)
         if teacher_forcing >= 1.0 and parallel and self.attention_kind != "bahdanau":
             logits, self.last_attention = self._parallel(tgt_in, state, mem)
             return logits
