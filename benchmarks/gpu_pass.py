@@ -43,10 +43,6 @@ ROWS = [
 ]
 
 
-def _cfg(tmp: Path, name: str, overrides: list[str]):
-    return make_cfg(tmp / name, overrides)
-
-
 def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list[list[object]]:
     out = []
     accel = "gpu" if device == "cuda" else "cpu"
@@ -62,11 +58,11 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list
                     "test=false", f"trainer.max_steps={steps + warmup}", *QUIET]
             if variant == "compile":
                 over.append("model.compile=true")
-            cfg = _cfg(tmp, f"{len(out)}", over)
+            cfg = make_cfg(tmp / f"{len(out)}", over)
             k = int(cfg.get("steps_per_execution", 1))
             with contextlib.redirect_stdout(io.StringIO()):
                 plain = plain_loop(cfg, steps, warmup, precision, device, compile=variant == "compile")
-                ours = seqgen_run(_cfg(tmp, f"{len(out)}s", over), steps, warmup)
+                ours = seqgen_run(make_cfg(tmp / f"{len(out)}s", over), steps, warmup)
             scale = per_step(cfg)
             out.append([name, variant, k, round(plain * scale, 1), round(ours * scale, 1), round(ours / plain, 3)])
             print(out[-1], flush=True)
@@ -74,10 +70,10 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list
     over = ["task=digits_mlp", "trainer=ddp", "trainer.devices=1", f"trainer.accelerator={accel}", "trainer.max_epochs=-1",
             f"trainer.max_steps={steps + warmup}", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0",
             "test=false", *QUIET]
-    cfg = _cfg(tmp, "ddp", over)
+    cfg = make_cfg(tmp / "ddp", over)
     with contextlib.redirect_stdout(io.StringIO()):
         plain = plain_loop(cfg, steps, warmup, "32-true", device)
-        ours = seqgen_run(_cfg(tmp, "ddp_s", over), steps, warmup)
+        ours = seqgen_run(make_cfg(tmp / "ddp_s", over), steps, warmup)
     out.append(["digits MLP, trainer=ddp devices=1 (steps/s)", "fp32", int(cfg.get("steps_per_execution", 1)),
                 round(plain, 1), round(ours, 1), round(ours / plain, 3)])
     out.append(["host syncs per training step", "fp32", 8, "-", sync_count(tmp, device, steps), "-"])
@@ -120,7 +116,7 @@ def sync_count(tmp: Path, device: str, steps: int) -> str:
     over = ["task=digits_mlp", "trainer.accelerator=gpu", "trainer.max_epochs=2", "trainer.limit_val_batches=1",
             "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
     with contextlib.redirect_stdout(io.StringIO()):
-        run(_cfg(tmp, "sync", over), extra_callbacks=[counter])
+        run(make_cfg(tmp / "sync", over), extra_callbacks=[counter])
     found = getattr(counter, "found", [])
     return f"{len(found) / max(counter.steps, 1):.2f} ({len(found)} in {counter.steps} steps)"
 

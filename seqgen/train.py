@@ -284,12 +284,17 @@ def _grouped_trainer_settings(cfg: DictConfig) -> dict[str, Any]:
     k = int(cfg.get("steps_per_execution", 1))
     if k == 1:
         return {}
-    settings: dict[str, Any] = {}
-    limit = cfg.trainer.get("limit_train_batches")
-    if isinstance(limit, int) and not isinstance(limit, bool):
+    settings: dict[str, Any] = {"log_every_n_steps": 1}
+    limit = _batch_limit(cfg)
+    if limit is not None:
         settings["limit_train_batches"] = math.ceil(limit / k)
-    settings["log_every_n_steps"] = 1
     return settings
+
+
+def _batch_limit(cfg: DictConfig) -> int | None:
+    """``trainer.limit_train_batches`` when it is a number of batches (an int, not a fraction)."""
+    limit = cfg.trainer.get("limit_train_batches")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
 
 
 def use_steps_per_execution(cfg: DictConfig, model: L.LightningModule, datamodule: L.LightningDataModule) -> None:
@@ -311,8 +316,7 @@ def use_steps_per_execution(cfg: DictConfig, model: L.LightningModule, datamodul
                           f"trainer.accumulate_grad_batches={cfg.trainer.accumulate_grad_batches} (set one of them to 1)")
     model.use_steps_per_execution(int(k))
     model.log_every_n_steps = int(cfg.trainer.get("log_every_n_steps") or 50)  # Lightning's own default is 50
-    limit = cfg.trainer.get("limit_train_batches")
-    limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+    limit = _batch_limit(cfg)
     original = datamodule.train_dataloader
 
     def resumed_at() -> int:  # batches of this epoch a mid-epoch resume has done (the readers skip them)

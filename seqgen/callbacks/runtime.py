@@ -328,8 +328,8 @@ class ProgressBar(RichProgressBar):
 class FiniteGuard(L.Callback):
     """Asks the model whether a loss went NaN/inf since its last check (``check_finite``, one read of
     a device value) before any checkpoint is written, before each validation and at each training
-    epoch's end: the models
-    note non-finite losses on the device instead of reading every loss on the host."""
+    epoch's end: the models note non-finite losses on the device instead of reading every loss on
+    the host."""
 
     @staticmethod
     def _check(pl_module: L.LightningModule) -> None:

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqgen.data.download import Resource, default_data_dir, fetch
-from seqgen.data.registry import ReaderDataModule, Readers
+from seqgen.data.registry import ReaderDataModule, Readers, as_collated
 from seqgen.data.safe_pickle import NUMPY_ARRAYS, restricted_load
 from seqgen.data.sharding import rank_world, resume_skip
 from seqgen.data.splits import stratified_split, subsample
@@ -336,10 +336,6 @@ class TensorPairs(Dataset):
         return self.x[t], self.y[t]
 
 
-def _as_batch(batch: Any) -> Any:
-    return batch
-
-
 class _StochasticBinarize:
     """Collate: each pixel becomes 1 with probability equal to its grey level, fresh every batch.
     The draws come from a generator of their own, seeded by (seed, epoch, rank, batch number in the
@@ -499,9 +495,9 @@ class ImageDataModule(ReaderDataModule):
         if train:
             sampler = resumable_shuffle(len(ds), self.seed, self.batch_size, self.trainer)
             collate = (_StochasticBinarize(sampler, self.batch_size, self.seed, self.trainer)
-                       if self.binarize == "stochastic" else _as_batch)
+                       if self.binarize == "stochastic" else as_collated)
             return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=collate)
-        return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=_as_batch)
+        return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=as_collated)
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "classes": self.classes, "dims": self.dims,

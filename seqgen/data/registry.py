@@ -31,6 +31,12 @@ def _no_check(dm: Any) -> None:
     return None
 
 
+def as_collated(batch: Any) -> Any:
+    """A loader's ``collate_fn`` when the dataset makes whole batches itself (``DataLoader``'s default
+    would walk the batch again, converting)."""
+    return batch
+
+
 @dataclass(frozen=True)
 class Reader:
     """One dataset: ``read(dm)`` returns its splits (the family says in what form); ``resources(dm)``

@@ -130,6 +130,7 @@ def bucket_loader(lengths: Sequence[int], batch_size: int, collate: Callable[[li
                   seed: int = 0, shuffle: bool = True, max_tokens: int | None = None) -> DataLoader:
     """A loader of length-bucketed batches (see :class:`BucketBatchSampler`), DDP-sharded.
     ``trainer`` returns the data module's trainer (or None outside one)."""
+    from seqgen.data.registry import as_collated
     from seqgen.data.sharding import current_epoch, rank_world, resume_skip
 
     sampler = BucketBatchSampler(lengths, batch_size, seed=seed, shuffle=shuffle, max_tokens=max_tokens)
@@ -137,8 +138,3 @@ def bucket_loader(lengths: Sequence[int], batch_size: int, collate: Callable[[li
     ds = BucketedBatches(sampler, collate, lambda: rank_world(trainer()), lambda: current_epoch(trainer()), shuffle,
                          skip=skip)
     return DataLoader(ds, batch_size=None, num_workers=0, collate_fn=as_collated)
-
-
-def as_collated(batch: Any) -> Any:
-    """The batch as the dataset made it (``DataLoader``'s default would walk it again, converting)."""
-    return batch

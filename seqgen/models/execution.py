@@ -30,20 +30,20 @@ Lightning calls around each optimiser step (``on_before_backward``, ``on_after_b
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.data import extract_batch_size
 from torch import Tensor
 
 _LOG_ARGS = [p for p in inspect.signature(L.LightningModule.log).parameters if p not in ("self", "name", "value")]
 
 
 def _batch_size(batch: Any) -> int:
-    from lightning.pytorch.utilities.data import extract_batch_size
-
     try:
         return int(extract_batch_size(batch))
     except Exception:  # noqa: BLE001 - Lightning's own inference failed: weight this micro-batch as one
@@ -117,7 +117,7 @@ def _inner_update(module: L.LightningModule, loss: Tensor, batch_idx: int) -> No
     optimizer = trainer.optimizers[0]
     strategy = trainer.strategy
     device_type = loss.device.type
-    with torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type) else _nothing():
+    with torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type) else contextlib.nullcontext():
         module.optimizer_zero_grad(trainer.current_epoch, batch_idx, optimizer)
         _backward(strategy, loss)
         if trainer.gradient_clip_val:
@@ -156,14 +156,6 @@ def manual_update(module: L.LightningModule, optimizer: Any, loss: Tensor) -> No
     progress = module.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
     progress.increment_ready()
     progress.increment_completed()
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def grouped_training_step(module: L.LightningModule, batches: list[Any], batch_idx: int) -> Any:
