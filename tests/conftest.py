@@ -118,6 +118,15 @@ def run_script(args: list[str], cwd: Path, timeout: int = 600, env: dict | None 
                           env=script_env(**(env or {})), input=input)
 
 
+def run_cli(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """As :func:`run_script`, in a process forked with torch, Lightning and Hydra already imported
+    (``tests/cli_runner.py``): for tests that run the command line several times and do not test
+    what a fresh interpreter does at import time."""
+    from cli_runner import run_forked
+
+    return run_forked(args, cwd, script_env(**(env or {})), timeout)
+
+
 class PoisonAt:
     """Test callback: make the LM's decoder bias NaN during training step ``step`` only."""
 

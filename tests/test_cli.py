@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_cli, run_script
 
 TRAIN = str(ROOT / "scripts" / "train.py")
 GENERATE = str(ROOT / "scripts" / "generate.py")
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.cli
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("cli")
-    proc = run_script([TRAIN, "trainer.max_epochs=1", *SMALL], cwd)
+    proc = run_cli([TRAIN, "trainer.max_epochs=1", *SMALL], cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = list((cwd / "outputs" / "char_lm").iterdir())
     assert len(runs) == 1
@@ -42,7 +42,7 @@ def test_train_cli_writes_run_folder(trained_run):
 def test_generate_cli_prints_and_saves(trained_run, tmp_path):
     run_dir, _ = trained_run
     out = tmp_path / "gen.txt"
-    proc = run_script([GENERATE, f"ckpt={run_dir}", "prompt=def ", "max_new_tokens=50", "num_samples=2",
+    proc = run_cli([GENERATE, f"ckpt={run_dir}", "prompt=def ", "max_new_tokens=50", "num_samples=2",
                        "temperature=0.9", "top_p=0.9", f"out={out}"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
@@ -111,20 +111,20 @@ def test_console_prints_each_event_once_without_adverts_or_library_noise(tmp_pat
 
 @pytest.mark.slow
 def test_train_cli_unknown_task_and_typo(tmp_path):
-    proc = run_script([TRAIN, "task=char_llm"], tmp_path)
+    proc = run_cli([TRAIN, "task=char_llm"], tmp_path)
     assert proc.returncode != 0 and "char_lm" in proc.stderr and "Available options" in proc.stderr
-    proc = run_script([TRAIN, "trainer.max_epoch=1"], tmp_path)
+    proc = run_cli([TRAIN, "trainer.max_epoch=1"], tmp_path)
     assert proc.returncode != 0 and "max_epoch" in proc.stderr
-    proc = run_script([TRAIN, "data.batch_size=-4"], tmp_path)
+    proc = run_cli([TRAIN, "data.batch_size=-4"], tmp_path)
     assert proc.returncode == 2 and "data.batch_size must be a positive integer" in proc.stderr
-    proc = run_script([TRAIN, "task=digits_mlp", "+model.net.dropuot=0.5"], tmp_path)  # a key no constructor takes
+    proc = run_cli([TRAIN, "task=digits_mlp", "+model.net.dropuot=0.5"], tmp_path)  # a key no constructor takes
     assert proc.returncode == 2 and "error: unknown key model.net.dropuot for seqgen.nets.MLP" in proc.stderr
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
 @pytest.mark.slow
 def test_train_cli_ddp_cpu_two_processes(tmp_path):
-    proc = run_script([TRAIN, "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=1", *SMALL,
+    proc = run_cli([TRAIN, "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=1", *SMALL,
                        "callbacks.progress_bar=null"], tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     runs = list((tmp_path / "outputs" / "char_lm").iterdir())
@@ -137,12 +137,12 @@ def test_train_cli_ddp_cpu_two_processes(tmp_path):
 
 @pytest.mark.slow
 def test_grid_multirun_and_sweep_report(tmp_path):
-    proc = run_script([TRAIN, "-m", "task=digits_mlp", "trainer=debug", "callbacks.progress_bar=null",
+    proc = run_cli([TRAIN, "-m", "task=digits_mlp", "trainer=debug", "callbacks.progress_bar=null",
                        "model.optimizer.lr=0.01,0.001"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweeps = list((tmp_path / "outputs" / "digits_mlp").glob("multirun_*"))
     assert len(sweeps) == 1
-    rep = run_script([str(ROOT / "scripts" / "sweep_report.py"), str(sweeps[0])], tmp_path)
+    rep = run_cli([str(ROOT / "scripts" / "sweep_report.py"), str(sweeps[0])], tmp_path)
     assert rep.returncode == 0, rep.stderr
     lines = (sweeps[0] / "sweep.csv").read_text().splitlines()
     assert len(lines) == 3 and "model.optimizer.lr" in lines[0] and "val/acc" in lines[0]
@@ -182,7 +182,7 @@ def test_ddp_cpu_trains_and_evaluates_like_one_process(tmp_path, task):
     both, single_only, tolerances = DDP_FAMILIES[task]
     common = [f"task={task}", "trainer.max_epochs=1", "trainer.limit_train_batches=5", "callbacks.progress_bar=null",
               "trainer.enable_model_summary=false", *both]
-    proc = run_script([TRAIN, *common, "trainer=ddp_cpu", "trainer.devices=2", f"hydra.run.dir={tmp_path / 'ddp'}"],
+    proc = run_cli([TRAIN, *common, "trainer=ddp_cpu", "trainer.devices=2", f"hydra.run.dir={tmp_path / 'ddp'}"],
                       tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
@@ -201,7 +201,7 @@ def test_ddp_cpu_trains_and_evaluates_like_one_process(tmp_path, task):
 def test_ddp_cpu_gan_steps_both_optimisers_once_per_batch_on_each_rank(tmp_path):
     """Manual optimisation under DDP (find_unused_parameters): 5 batches per rank give 5 discriminator
     and 5 generator steps, the same counts as one process, and both ranks end with the same weights."""
-    proc = run_script([TRAIN, "task=digits_gan", "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=1",
+    proc = run_cli([TRAIN, "task=digits_gan", "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=1",
                        "trainer.limit_train_batches=5", "callbacks.progress_bar=null", "trainer.enable_model_summary=false",
                        "model.eval_samples=100", f"hydra.run.dir={tmp_path / 'ddp'}"], tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -217,12 +217,12 @@ def test_ddp_cpu_gan_steps_both_optimisers_once_per_batch_on_each_rank(tmp_path)
 
 @pytest.mark.slow
 def test_optuna_sweep_three_trials_and_report(tmp_path):
-    proc = run_script([TRAIN, "-m", "task=digits_mlp", "hparams_search=digits_mlp_optuna", "trainer=debug",
+    proc = run_cli([TRAIN, "-m", "task=digits_mlp", "hparams_search=digits_mlp_optuna", "trainer=debug",
                        "hydra.sweeper.n_trials=3", "callbacks.progress_bar=null"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = next((tmp_path / "outputs" / "digits_mlp").glob("multirun_*"))
     assert (sweep / "optimization_results.yaml").is_file()
-    rep = run_script([str(ROOT / "scripts" / "sweep_report.py"), str(sweep)], tmp_path)
+    rep = run_cli([str(ROOT / "scripts" / "sweep_report.py"), str(sweep)], tmp_path)
     assert rep.returncode == 0, rep.stderr
     assert len((sweep / "sweep.csv").read_text().splitlines()) == 4 and (sweep / "sweep.png").is_file()
 
@@ -244,13 +244,13 @@ def test_ddp_test_metrics_equal_single_process(tmp_path):
     test images to 360, so at most one duplicated image separates them)."""
     import json
 
-    proc = run_script([TRAIN, "task=digits_mlp", "trainer.max_epochs=2", "callbacks.progress_bar=null", "test=false"], tmp_path)
+    proc = run_cli([TRAIN, "task=digits_mlp", "trainer.max_epochs=2", "callbacks.progress_bar=null", "test=false"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     source = next((tmp_path / "outputs" / "digits_mlp").iterdir())
     results = {}
     for name, extra in (("single", []), ("ddp", ["trainer=ddp_cpu", "trainer.devices=2"])):
         out = tmp_path / name
-        proc = run_script([TRAIN, "task=digits_mlp", "train=false", f"ckpt_path={source}", "callbacks.progress_bar=null",
+        proc = run_cli([TRAIN, "task=digits_mlp", "train=false", f"ckpt_path={source}", "callbacks.progress_bar=null",
                            f"hydra.run.dir={out}", *extra], tmp_path, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         results[name] = json.loads((out / "metrics.json").read_text())
@@ -294,7 +294,7 @@ def test_ddp_cpu_steps_per_execution_make_the_same_updates_as_one(tmp_path):
     weights = {}
     for k in (1, 8):
         out = tmp_path / f"k{k}"
-        proc = run_script([TRAIN, "task=digits_mlp", "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=2",
+        proc = run_cli([TRAIN, "task=digits_mlp", "trainer=ddp_cpu", "trainer.devices=2", "trainer.max_epochs=2",
                            "model.net.dropout=0.2", f"steps_per_execution={k}", "callbacks.progress_bar=null",
                            "trainer.enable_model_summary=false", "test=false", f"hydra.run.dir={out}"], tmp_path, timeout=300)
         assert proc.returncode == 0, proc.stderr[-4000:]

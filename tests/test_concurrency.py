@@ -1,7 +1,8 @@
 """Concurrent runs lose nothing: each run its own complete folder, shared caches and downloads
 made once under a lock, an MLflow store several first runs can create at once (and the same
 through a local tracking server). Real processes started together: threads would share one
-interpreter's state and prove nothing about files."""
+interpreter's state and prove nothing about files. They are forked from a server process that
+imported torch, Lightning and Hydra once (``tests/cli_runner.py``), so they skip those imports."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_runner import Forked
 
 from conftest import ROOT, script_env
 
@@ -31,14 +33,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _together(commands: list[list[str]], cwd: Path, timeout: int = 300, env: dict | None = None) -> list[subprocess.CompletedProcess]:
-    """Start every command at once and wait for all."""
-    procs = [subprocess.Popen(c, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or _env())
-             for c in commands]
-    out = []
-    for c, p in zip(commands, procs):
-        stdout, stderr = p.communicate(timeout=timeout)
-        out.append(subprocess.CompletedProcess(c, p.returncode, stdout, stderr))
-    return out
+    """Start every command (``[sys.executable, ...]``) at once and wait for all: separate processes,
+    forked with torch, Lightning and Hydra already imported (``tests/cli_runner.py``)."""
+    procs = [Forked(c[1:], cwd, env or _env()) for c in commands]
+    return [p.result(timeout) for p in procs]
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import random
 import pytest
 import torch
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_cli
 
 TRAIN = str(ROOT / "scripts" / "train.py")
 COMMON = ["trainer.deterministic=true", "callbacks.progress_bar=null", "trainer.enable_model_summary=false", "logger=csv",
@@ -40,7 +40,7 @@ FAMILIES = {
 
 def _train(tmp_path, name, overrides, extra=()):
     out = tmp_path / name
-    proc = run_script([TRAIN, *overrides, *COMMON, f"hydra.run.dir={out}", *extra], tmp_path, timeout=400,
+    proc = run_cli([TRAIN, *overrides, *COMMON, f"hydra.run.dir={out}", *extra], tmp_path, timeout=400,
                       env={"PYTHONPATH": str(ROOT / "tests")})
     return proc, out
 
