@@ -25,6 +25,8 @@ KNOWN_NOISE: tuple[tuple[str, type[Warning]], ...] = (
     (r"Experiment logs directory .* exists and is not empty", Warning),  # seqgen made the run folder itself
     (r"Your `IterableDataset` has `__len__` defined", Warning),  # our iterable datasets run in the main process
     (r"The '\w+_dataloader' does not have many workers", Warning),  # in-memory tensors: workers only cost
+    # mixed precision keeps fp32 weights, so the summary's 32-bit size is the true one
+    (r"Precision bf16-mixed is not supported by the model summary", Warning),
 )
 _DROPPED_LINES = ("💡 Tip:", "TPU available:", "HPU available:",
                   "Trainer already configured with model summary callbacks",  # seqgen's own summary, by design

@@ -291,6 +291,21 @@ def _grouped_trainer_settings(cfg: DictConfig) -> dict[str, Any]:
     return settings
 
 
+def _precision_setting(cfg: DictConfig) -> dict[str, Any]:
+    """``trainer.precision: auto`` (the recipes that gain from bfloat16): ``bf16-mixed`` where the
+    accelerator computes in bf16 natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX),
+    ``32-true`` elsewhere -- emulated bf16 on a CPU without those units runs several times slower
+    than fp32. Said once on the console; any other value is Lightning's, as given."""
+    if str(cfg.trainer.get("precision")) != "auto":
+        return {}
+    from seqgen.nets.hardware import auto_precision
+
+    chosen = auto_precision(cfg.trainer.get("accelerator", "auto"))
+    why = "this accelerator computes in bfloat16 natively" if chosen.startswith("bf16") else "no bfloat16 units here"
+    _say(f"trainer.precision=auto: {chosen} ({why})")
+    return {"precision": chosen}
+
+
 def _batch_limit(cfg: DictConfig) -> int | None:
     """``trainer.limit_train_batches`` when it is a number of batches (an int, not a fraction)."""
     limit = cfg.trainer.get("limit_train_batches")
@@ -359,14 +374,16 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule, extra_callbacks: li
         # a GAN's discriminator step leaves the generator without gradients: DDP must be told
         overrides["strategy"] = "ddp_find_unused_parameters_true"
     overrides.update(_grouped_trainer_settings(cfg))
+    overrides.update(_precision_setting(cfg))
     trainer = build(_plain(cfg.trainer), "trainer", callbacks=callbacks, logger=loggers or False,
                     plugins=[AtomicCheckpointIO()], **overrides)
     for lg in loggers:
         if hasattr(lg, "log_hyperparams"):
             # the model's own hyperparameters are logged by Lightning; add what chose the data and the trainer
             lg.log_hyperparams({"task_name": str(cfg.task_name), "seed": cfg.get("seed"),
-                                "data": _plain(cfg.data), "trainer": {k: v for k, v in _plain(cfg.trainer).items()
-                                                                      if k != "_target_"}})
+                                "data": _plain(cfg.data), "trainer": {**{k: v for k, v in _plain(cfg.trainer).items()
+                                                                         if k != "_target_"},
+                                                             **{k: v for k, v in overrides.items() if k == "precision"}}})
     return _RunParts(trainer, loggers, interrupt, started)
 
 

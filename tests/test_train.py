@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import lightning as L
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
@@ -266,3 +267,26 @@ def test_resuming_a_finished_run_says_so_tests_and_succeeds(tmp_path, capsys):
     assert not any(k.startswith(("train/", "val/")) for k in again)
     assert optimized_value(cfg, again) is None  # scripts/train.py then exits 0
     assert optimized_value(make_cfg(tmp_path / "c", quiet), first) == first["val/acc"]
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_precision_auto_is_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch, capsys, native):
+    """``trainer.precision=auto`` (the bf16 recipes): bf16-mixed where the CPU has bf16 units, 32-true
+    where bf16 would be emulated (several times slower than fp32); the choice is said and logged."""
+    import seqgen.nets.hardware as hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: native)
+    seen = {}
+
+    class Precision(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen["precision"] = trainer.precision
+            seen["autocast"] = torch.is_autocast_enabled("cpu")
+
+    run(make_cfg(tmp_path, ["task=digits_mlp", "trainer.precision=auto", "trainer.max_epochs=1",
+                            "trainer.limit_train_batches=2", "logger=csv", "test=false"]), extra_callbacks=[Precision()])
+    expected = "bf16-mixed" if native else "32-true"
+    assert seen["precision"] == expected
+    assert f"trainer.precision=auto: {expected}" in capsys.readouterr().out
+    assert f"precision: {expected}" in (tmp_path / "run" / "hparams.yaml").read_text()
+    assert hardware.auto_precision("cpu") == expected and hardware.auto_precision("mps") == "32-true"

@@ -18,7 +18,6 @@ the state nor produce output (zeros), exactly like packed sequences.
 
 from __future__ import annotations
 
-import functools
 from typing import Union
 
 import torch
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqgen.errors import ConfigError
+from seqgen.nets.hardware import cpu_has_bf16
 
 State = Union[Tensor, tuple[Tensor, Tensor]]
 KINDS = ("rnn", "rnn_relu", "lstm", "gru")
@@ -218,7 +218,7 @@ class Recurrent(nn.Module):
 
     # -- fused: torch's kernels (packed when lengths are given)
     def _fused(self, x: Tensor, state: State | None, lengths: Tensor | None) -> tuple[Tensor, State]:
-        if self.kind == "lstm" and x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not _cpu_bf16_lstm():
+        if self.kind == "lstm" and x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not cpu_has_bf16():
             # oneDNN has no bf16 LSTM on a CPU without avx512_bf16 ("could not create a primitive descriptor"):
             # autocast would hand it bf16; run it in fp32, as autocast does with ops it has no low-precision form of
             with torch.autocast("cpu", enabled=False):
@@ -316,13 +316,3 @@ def detach_state(state: State | None) -> State | None:
     if isinstance(state, Tensor):
         return state.detach()
     return tuple(detach_state(s) for s in state)
-
-
-@functools.lru_cache(maxsize=1)
-def _cpu_bf16_lstm() -> bool:
-    """Whether this CPU runs oneDNN's bf16 kernels (avx512_bf16 / AMX); torch's LSTM under CPU bf16
-    autocast fails without them."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - a torch without the probe
-        return False
