@@ -44,10 +44,11 @@ def _lm_step(model, batch, state):
 
 
 def _classifier_step(model, batch, state):
-    x, y = batch
+    x, y = batch[0], batch[1]
     if len(model.augment):
         x = model.augment(x)
-    return F.cross_entropy(model.net(x).float(), y, label_smoothing=model.label_smoothing), None
+    logits = model.net(x, lengths=batch[2]) if len(batch) > 2 else model.net(x)  # text: host token counts
+    return F.cross_entropy(logits.float(), y, label_smoothing=model.label_smoothing), None
 
 
 def _translator_step(model, batch, state):

@@ -128,6 +128,8 @@ def test_padding_never_changes_outputs(net):
     assert torch.allclose(model(longer), out, atol=1e-6)
     alone = torch.cat([model(torch.tensor([s])) for s in seqs])  # each sentence with no padding at all
     assert torch.allclose(alone, out, atol=1e-5)
+    # the token counts a text batch carries (on the host): the same outputs, exactly, with no count on the device
+    assert torch.equal(model(tokens, lengths=lengths.tolist()), out)
 
 
 @pytest.mark.slow

@@ -223,9 +223,11 @@ class TextClassificationDataModule(ReaderDataModule):
     def _collate(self, split: str):
         ids, labels = self.splits[split]
 
-        def collate(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-            tokens, _ = pad_batch([ids[i] for i in idx])
-            return tokens, labels[torch.as_tensor(idx)]
+        def collate(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+            tokens, sizes = pad_batch([ids[i] for i in idx])
+            # the token counts as Python ints: a recurrent encoder packs its batch by them, which needs
+            # them on the host; counted on a GPU from the tokens, they would cost a sync every step
+            return tokens, labels[torch.as_tensor(idx)], sizes.tolist()
 
         return collate
 

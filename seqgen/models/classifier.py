@@ -93,18 +93,28 @@ class Classifier(SeqgenModule):
         out = self.net(x)
         return out.logits if hasattr(out, "logits") else out
 
+    def _net_takes_lengths(self) -> bool:
+        takes = self.__dict__.get("_takes_lengths")
+        if takes is None:
+            import inspect
+
+            net = getattr(self.net, "_orig_mod", self.net)  # a compiled net: the module inside
+            takes = self.__dict__["_takes_lengths"] = "lengths" in inspect.signature(net.forward).parameters
+        return takes
+
     def loss_fn(self, logits: Tensor, y: Tensor) -> Tensor:
         if self.loss_name == "mse":
             return mse_on_softmax(logits, y)
         return F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
 
-    def _step(self, stage: str, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        x, y = batch
+    def _step(self, stage: str, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        x, y = batch[0], batch[1]
         if stage == "train" and len(self.augment):
             x = self.augment(x)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = self.net(x)
+        # a third element (text batches: each row's token count, on the host) goes to a net that takes ``lengths``
+        out = self.net(x, lengths=batch[2]) if len(batch) > 2 and self._net_takes_lengths() else self.net(x)
         logits = out.logits if hasattr(out, "logits") else out
         loss = self.loss_fn(logits, y)
         # auxiliary heads (GoogLeNet's outputs in training) add their weighted losses
@@ -130,7 +140,7 @@ class Classifier(SeqgenModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         _, probs = self._step("test", batch)
         self.confmat.update(probs, batch[1])
-        x, y = batch
+        x, y = batch[0], batch[1]
         if x.dim() == 4 and len(self.test_mistakes) < self.max_mistakes:  # images: keep a few errors to show
             pred = probs.argmax(-1)
             for i in torch.nonzero(pred != y).view(-1)[: self.max_mistakes - len(self.test_mistakes)].tolist():

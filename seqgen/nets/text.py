@@ -48,11 +48,16 @@ class RecurrentTextClassifier(nn.Module):
         self.head = nn.Linear(width, num_classes)
         self.head_names = ("head",)  # the layer transfer learning replaces
 
-    def encode(self, tokens: Tensor) -> Tensor:
-        """The pooled sentence vector ``(B, directions * hidden)``."""
+    def encode(self, tokens: Tensor, lengths: Tensor | list[int] | None = None) -> Tensor:
+        """The pooled sentence vector ``(B, directions * hidden)``. ``lengths``: the number of real
+        tokens of each row, when the caller knows it on the host (seqgen's text batches carry it);
+        otherwise counted from the padding, which on a GPU waits for the device (packing reads the
+        lengths on the CPU)."""
         mask = tokens != self.pad_id
-        lengths = mask.sum(1).clamp_min(1)
-        out, state = self.rnn(self.emb_drop(self.embedding(tokens)), lengths=lengths.cpu())
+        if lengths is None:
+            lengths = mask.sum(1).cpu()
+        lengths = torch.as_tensor(lengths, dtype=torch.long).clamp_min(1)
+        out, state = self.rnn(self.emb_drop(self.embedding(tokens)), lengths=lengths)
         mask = mask[:, : out.size(1)]
         if self.pooling == "last":
             h = state[0] if isinstance(state, tuple) else state
@@ -67,8 +72,8 @@ class RecurrentTextClassifier(nn.Module):
         self.last_attention = weights.detach()
         return (weights.unsqueeze(-1) * out).sum(1)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        return self.head(self.drop(self.encode(tokens)))
+    def forward(self, tokens: Tensor, lengths: Tensor | list[int] | None = None) -> Tensor:
+        return self.head(self.drop(self.encode(tokens, lengths)))
 
 
 class TextCNN(nn.Module):
@@ -85,7 +90,10 @@ class TextCNN(nn.Module):
         self.head = nn.Linear(num_filters * len(filter_sizes), num_classes)
         self.head_names = ("head",)  # the layer transfer learning replaces
 
-    def encode(self, tokens: Tensor) -> Tensor:
+    def encode(self, tokens: Tensor, lengths: Tensor | list[int] | None = None) -> Tensor:
+        """The max-pooled features ``(B, filters * widths)``; ``lengths`` is accepted for a common
+        interface with the recurrent encoder and not needed: the windows' mask is computed on the
+        device, with no host read."""
         if tokens.size(1) < self.max_width:  # too short for the widest filter: pad (masked out below)
             tokens = torch.nn.functional.pad(tokens, (0, self.max_width - tokens.size(1)), value=self.pad_id)
         lengths = (tokens != self.pad_id).sum(1, keepdim=True)
@@ -99,5 +107,5 @@ class TextCNN(nn.Module):
             pooled.append(y.masked_fill(~valid.unsqueeze(1), float("-inf")).max(2).values)
         return torch.cat(pooled, 1)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        return self.head(self.drop(self.encode(tokens)))
+    def forward(self, tokens: Tensor, lengths: Tensor | list[int] | None = None) -> Tensor:
+        return self.head(self.drop(self.encode(tokens, lengths)))
