@@ -16,7 +16,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -375,6 +375,10 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule, extra_callbacks: li
         overrides["strategy"] = "ddp_find_unused_parameters_true"
     overrides.update(_grouped_trainer_settings(cfg))
     overrides.update(_precision_setting(cfg))
+    if cfg.trainer.get("enable_progress_bar") is None and not any(isinstance(c, ProgressBar) for c in callbacks):
+        # no bar configured (callbacks.progress_bar=null, callbacks=none): none at all, rather than
+        # Lightning's default bar, which reads the bar's values and refreshes at every step
+        overrides["enable_progress_bar"] = False
     trainer = build(_plain(cfg.trainer), "trainer", callbacks=callbacks, logger=loggers or False,
                     plugins=[AtomicCheckpointIO()], **overrides)
     for lg in loggers:

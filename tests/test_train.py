@@ -290,3 +290,20 @@ def test_precision_auto_is_bf16_only_where_the_hardware_has_it(tmp_path, monkeyp
     assert f"trainer.precision=auto: {expected}" in capsys.readouterr().out
     assert f"precision: {expected}" in (tmp_path / "run" / "hparams.yaml").read_text()
     assert hardware.auto_precision("cpu") == expected and hardware.auto_precision("mps") == "32-true"
+
+
+def test_no_progress_bar_configured_means_none(tmp_path):
+    """``callbacks.progress_bar=null``: no bar at all (Lightning would otherwise add its own default
+    one, which reads its values and redraws at every step); seqgen's bar by default."""
+    from seqgen.callbacks import ProgressBar
+
+    seen = {}
+
+    class Look(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen.setdefault("bars", []).append(trainer.progress_bar_callback)
+
+    fast = ["task=digits_mlp", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "logger=none", "test=false"]
+    run(make_cfg(tmp_path / "off", [*fast, "callbacks.progress_bar=null"]), extra_callbacks=[Look()])
+    run(make_cfg(tmp_path / "on", fast), extra_callbacks=[Look()])
+    assert seen["bars"][0] is None and isinstance(seen["bars"][1], ProgressBar)
