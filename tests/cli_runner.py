@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-PRELOAD = ["cli_runner", "torch", "lightning", "hydra", "seqgen.runs", "seqgen.train"]
+PRELOAD = ["cli_runner", "torch", "lightning", "hydra", "seqgen.runs", "seqgen.train", "sklearn.datasets"]  # + the digits recipes' data
 _CONTEXT = None
 
 
