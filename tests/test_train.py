@@ -307,3 +307,28 @@ def test_no_progress_bar_configured_means_none(tmp_path):
     run(make_cfg(tmp_path / "off", [*fast, "callbacks.progress_bar=null"]), extra_callbacks=[Look()])
     run(make_cfg(tmp_path / "on", fast), extra_callbacks=[Look()])
     assert seen["bars"][0] is None and isinstance(seen["bars"][1], ProgressBar)
+
+
+def test_rng_state_round_trips_through_a_safe_load_and_reads_the_older_form():
+    """``EpochSeed``'s checkpointed RNG state: torch, numpy and Python's ``random`` continue exactly
+    after a ``weights_only=True`` load; Python's state words are one tensor (625 objects to pickle at
+    every checkpoint before), and a checkpoint holding them as a tuple still loads."""
+    import io
+    import random
+
+    import numpy as np
+
+    from seqgen.callbacks.runtime import rng_state, set_rng_state
+
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    state = rng_state()
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    set_rng_state(torch.load(buf, weights_only=True))
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == expected
+    version, words, gauss = state["python"]
+    assert isinstance(words, torch.Tensor) and words.numel() == 625
+    set_rng_state({**state, "python": (version, tuple(words.tolist()), gauss)})
+    assert random.random() == expected[0]

@@ -18,7 +18,9 @@ def rng_state() -> dict[str, Any]:
     import torch
 
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+    version, internal, gauss_next = random.getstate()
+    # Python's 625 state words as one tensor: a tuple of ints is 625 objects to pickle at every checkpoint
+    state = {"torch": torch.get_rng_state(), "python": (version, torch.tensor(internal, dtype=torch.int64), gauss_next),
              "numpy": (kind, torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(gauss))}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -32,7 +34,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     import torch
 
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal.tolist()) if isinstance(internal, torch.Tensor) else tuple(internal), gauss_next))
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, gauss))
     if "cuda" in state and torch.cuda.is_available():
