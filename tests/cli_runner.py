@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,8 +76,7 @@ def _child(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str) -
 
 
 class Forked:
-    """A started script (as :class:`subprocess.Popen` for what the tests use: ``pid``, ``wait``,
-    ``communicate`` giving its output)."""
+    """A started script; :meth:`result` waits for it and gives what ``subprocess.run`` would."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]):
         self.args = list(args)
@@ -84,24 +84,20 @@ class Forked:
         self._out, self._err = os.path.join(self._dir, "out"), os.path.join(self._dir, "err")
         self.process = _context().Process(target=_child, args=(self.args, str(cwd), dict(env), self._out, self._err))
         self.process.start()
-        self.pid = self.process.pid
-
-    def wait(self, timeout: float | None = None) -> int:
-        self.process.join(timeout)
-        if self.process.exitcode is None:
-            self.process.kill()
-            self.process.join()
-            raise subprocess.TimeoutExpired(self.args, timeout)
-        return self.process.exitcode
-
-    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
-        self.wait(timeout)
-        return Path(self._out).read_text(errors="replace"), Path(self._err).read_text(errors="replace")
 
     def result(self, timeout: float | None = None) -> subprocess.CompletedProcess:
-        code = self.wait(timeout)
-        stdout, stderr = self.communicate()
-        return subprocess.CompletedProcess([sys.executable, *self.args], code, stdout, stderr)
+        """The exit status (-N when killed by signal N) and output; the output files are removed."""
+        try:
+            self.process.join(timeout)
+            if self.process.exitcode is None:
+                self.process.kill()
+                self.process.join()
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            stdout = Path(self._out).read_text(errors="replace")
+            stderr = Path(self._err).read_text(errors="replace")
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        return subprocess.CompletedProcess([sys.executable, *self.args], self.process.exitcode, stdout, stderr)
 
 
 def run_forked(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
