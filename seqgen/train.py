@@ -381,13 +381,14 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule, extra_callbacks: li
         overrides["enable_progress_bar"] = False
     trainer = build(_plain(cfg.trainer), "trainer", callbacks=callbacks, logger=loggers or False,
                     plugins=[AtomicCheckpointIO()], **overrides)
+    trainer_cfg = {k: v for k, v in _plain(cfg.trainer).items() if k != "_target_"}
+    if "precision" in overrides:  # trainer.precision=auto: the precision it chose
+        trainer_cfg["precision"] = overrides["precision"]
     for lg in loggers:
         if hasattr(lg, "log_hyperparams"):
             # the model's own hyperparameters are logged by Lightning; add what chose the data and the trainer
             lg.log_hyperparams({"task_name": str(cfg.task_name), "seed": cfg.get("seed"),
-                                "data": _plain(cfg.data), "trainer": {**{k: v for k, v in _plain(cfg.trainer).items()
-                                                                         if k != "_target_"},
-                                                             **{k: v for k, v in overrides.items() if k == "precision"}}})
+                                "data": _plain(cfg.data), "trainer": trainer_cfg})
     return _RunParts(trainer, loggers, interrupt, started)
 
 
