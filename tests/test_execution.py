@@ -136,3 +136,51 @@ def test_a_nan_inside_a_group_stops_with_its_step_and_the_last_good_checkpoint(t
         run(cfg)
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 6 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+class _Recorder:
+    """A stand-in module: records what the group's flush hands to ``log``."""
+
+    def __init__(self):
+        self.logged = {}
+
+    def log(self, name, value, **opts):
+        self.logged[name] = (value, opts)
+
+
+def test_a_group_logs_each_name_once_with_lightnings_reductions():
+    """What a group of three micro-batches logs per name: the batch-size-weighted mean (the epoch mean
+    Lightning would have built from three calls), the sum, max and min, the last value for another
+    ``reduce_fx``, Python numbers kept as numbers, positional options in Lightning's order, and
+    anything else (a torchmetrics Metric) handed over as given."""
+    from seqgen.models.execution import DeferredLog
+
+    module = _Recorder()
+    metric = object()
+    sizes = [4, 2, 3]
+    losses = [torch.tensor(1.0), torch.tensor(4.0), torch.tensor(2.0)]
+    log = DeferredLog(module)
+    with log:
+        for i, n in enumerate(sizes):
+            log.batch = (torch.zeros(n, 5), torch.zeros(n))  # batch size inferred: n
+            module.log("loss", losses[i], True)  # prog_bar=True, positionally
+            module.log("same_size", torch.tensor([float(i), float(i) + 2]), batch_size=8)  # a vector: its mean
+            module.log("total", losses[i], reduce_fx="sum")
+            module.log("peak", losses[i], reduce_fx="max")
+            module.log("low", losses[i], reduce_fx="min")
+            module.log("last", losses[i], reduce_fx=torch.median)
+            module.log("beta", 0.5 * i)
+            module.log("acc", metric)
+        assert module.logged == {}  # nothing reaches Lightning inside the group
+    log.flush()
+    got = module.logged
+    assert got["loss"][0].item() == pytest.approx((1 * 4 + 4 * 2 + 2 * 3) / 9)
+    assert got["loss"][1] == {"prog_bar": True, "batch_size": 9}
+    assert got["same_size"][0].item() == pytest.approx((1 + 2 + 3) / 3) and got["same_size"][1]["batch_size"] == 24
+    assert got["total"][0].item() == 7.0 and got["peak"][0].item() == 4.0 and got["low"][0].item() == 1.0
+    assert torch.equal(got["last"][0], losses[-1])
+    assert got["beta"][0] == pytest.approx((0 * 4 + 0.5 * 2 + 1.0 * 3) / 9) and isinstance(got["beta"][0], float)
+    assert got["acc"][0] is metric and "batch_size" not in got["acc"][1]
+    assert "log" not in vars(module)  # Lightning's own method is back after the group
+    log.flush()
+    assert len(got) == 8  # a second flush has nothing new to log
