@@ -139,3 +139,23 @@ def test_every_catalogue_net_names_its_head(name):
         for head in net.head_names:
             layer = net.get_submodule(head)
             assert getattr(layer, "out_features", getattr(layer, "out_channels", None)) == 7, (name, size, head)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_misclassified_grid_draws_every_mistake_as_its_own_tile(tmp_path, channels):
+    """``plots/misclassified.png``: one tile per mistake (7 here: a row of 6 and one), each its image
+    rescaled for display, gray or colour."""
+    import numpy as np
+    from PIL import Image
+    from scipy import ndimage
+
+    from seqgen.callbacks.plots import write_mistakes
+
+    img = torch.full((channels, 12, 12), -2.0)
+    img[:, 4:8, 4:8] = 3.0  # a normalised image: a bright square on a dark ground
+    write_mistakes(tmp_path / "m.png", [(img, i, (i + 1) % 10) for i in range(7)], [str(c) for c in range(10)])
+    pixels = np.asarray(Image.open(tmp_path / "m.png").convert("RGB")).astype(int)
+    dark = (pixels < 40).all(-1)  # the tiles' dark ground (captions are dark red, the title's letters small)
+    labels, n = ndimage.label(dark)
+    sizes = np.bincount(labels.ravel())[1:]
+    assert (sizes > 20 * sizes.max() / 100).sum() == 7  # seven tile-sized dark regions
