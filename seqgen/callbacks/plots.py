@@ -133,7 +133,7 @@ class ConfusionMatrixPlot(L.Callback):
 
 def write_mistakes(path: Path, mistakes: list[tuple[torch.Tensor, int, int]], classes: list[str]) -> None:
     """A grid of misclassified images, each captioned ``true -> predicted``: the tiles are composed
-    into one picture drawn on one axes (a subplot per image spent 3 s of matplotlib layout on a
+    into one picture drawn on one axes (a subplot per image spent over 2 s of matplotlib layout on a
     36-image grid, at the end of every classifier's test)."""
     import matplotlib
 
@@ -147,20 +147,20 @@ def write_mistakes(path: Path, mistakes: list[tuple[torch.Tensor, int, int]], cl
     w = max(int(img.size(2)) for img, _, _ in mistakes)
     gap, caption = max(2, w // 8), max(4, h // 3)  # pixels between tiles, and above each for its caption
     canvas = torch.ones(rows * (h + caption), cols * (w + gap), 3)
-    for k, (img, _, _) in enumerate(mistakes):
+    captions = []  # (x, y, text) of each tile's caption, in the canvas's pixels
+    for k, (img, true, pred) in enumerate(mistakes):
         img = img.detach().float().cpu()
         img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-8)  # undo normalisation for display
         img = img.expand(3, -1, -1) if img.size(0) == 1 else img[:3]
         r, c = divmod(k, cols)
-        top, left = r * (h + caption) + caption, c * (w + gap) + gap // 2
-        canvas[top: top + img.size(1), left: left + img.size(2)] = img.permute(1, 2, 0)
+        top, left = r * (h + caption), c * (w + gap) + gap // 2
+        canvas[top + caption: top + caption + img.size(1), left: left + img.size(2)] = img.permute(1, 2, 0)
+        captions.append((left + w / 2, top + caption * 0.55, f"{classes[true]} -> {classes[pred]}"))
     fig, ax = plt.subplots(figsize=(1.6 * cols, 1.8 * rows), dpi=100)
     ax.imshow(canvas.numpy(), interpolation="nearest")
     ax.axis("off")
-    for k, (_, true, pred) in enumerate(mistakes):
-        r, c = divmod(k, cols)
-        ax.text(c * (w + gap) + gap // 2 + w / 2, r * (h + caption) + caption * 0.55, f"{classes[true]} -> {classes[pred]}",
-                ha="center", va="center", fontsize=7, color="darkred")
+    for x, y, text in captions:
+        ax.text(x, y, text, ha="center", va="center", fontsize=7, color="darkred")
     ax.set_title("misclassified test images (true -> predicted)", fontsize=9)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

@@ -1,6 +1,7 @@
-"""Box operations in plain torch (boxes are ``(x1, y1, x2, y2)`` rows unless a name says otherwise),
-with torchvision.ops' semantics: IoU, generalised IoU, NMS and class-aware (batched) NMS,
-format conversion, the Faster R-CNN box encoding, and grid/anchor generation.
+"""Box operations in plain torch (boxes are ``(x1, y1, x2, y2)`` rows unless a name says otherwise;
+NMS's sequential scan runs on numpy rows), with torchvision.ops' semantics: IoU, generalised IoU,
+NMS and class-aware (batched) NMS, format conversion, the Faster R-CNN box encoding, and grid/anchor
+generation.
 
 NMS keeps boxes in decreasing score order; among equal scores the lower index comes first (a
 stable sort), which is the order torchvision's CPU kernel gives for ties.
