@@ -234,12 +234,17 @@ def test_word_lm_loss_falls_on_real_multi30k_english(tmp_path, learn_seed, lesso
     from conftest import make_cfg
     from seqgen.train import run
 
-    metrics = run(make_cfg(tmp_path, ["task=lm_multi30k_lstm", f"paths.data_dir={shared_data_dir()}", "trainer.max_epochs=2",
-                                      "trainer.limit_train_batches=150", f"seed={learn_seed}", "callbacks.progress_bar=null",
-                                      "trainer.num_sanity_val_steps=0", "callbacks.text_samples.echo=false"]))
+    # the 2,000 most frequent words (the rest <unk>): the 700x200xV decoder is most of a step, and with
+    # the recipe's 7,702 words the test took 82 s instead of 36
+    metrics = run(make_cfg(tmp_path, ["task=lm_multi30k_lstm", f"paths.data_dir={shared_data_dir()}", "data.max_size=2000",
+                                      "trainer.max_epochs=2", "trainer.limit_train_batches=150", f"seed={learn_seed}",
+                                      "callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0",
+                                      "callbacks.text_samples.echo=false"]))
     rows = (tmp_path / "run" / "plots" / "loss.csv").read_text().splitlines()[1:]
     train = [float(r.split(",")[2]) for r in rows if r.startswith("train/loss")]
-    # nats: from ~ln(V) down by a wide margin
-    lesson("train loss drop, first 5 to last 20 steps (nats)", sum(train[:5]) / 5 - sum(train[-20:]) / 20, ">", 1.5)
-    lesson("test perplexity (uniform over the vocabulary: ~5000)", metrics["test/ppl"], "<", 150)
+    # nats, from ~ln(2000) = 7.6; a point per group of 8 steps. Measured with `python tests/margins.py --seeds
+    # 1234 1 2 3 --threads 1 2 -n 1 -k test_word_lm_loss_falls`: drop worst 1.55 (median 1.67) nats, perplexity worst 45.0 (median 42.6)
+    lesson("train loss drop, first 5 to last 20 points (nats)", sum(train[:5]) / 5 - sum(train[-20:]) / 20, ">", 1.0)
+    # uniform over the vocabulary: 2,000; the add-one unigram model of train on test: 155
+    lesson("test perplexity (unigram model: 155)", metrics["test/ppl"], "<", 75)
     assert not any(k.endswith("bpc") for k in metrics), metrics  # a word model: no bits per character
