@@ -287,9 +287,9 @@ def test_bleu_is_sacrebleu():
 
 @pytest.fixture(scope="module")
 def dates_run(tmp_path_factory):
-    """dates_attn trained briefly in-process (6,000 pairs, 4 epochs)."""
+    """dates_attn trained briefly in-process (6,000 pairs, 2 epochs)."""
     tmp = tmp_path_factory.mktemp("dates")
-    cfg = make_cfg(tmp, ["task=dates_attn", "data.num_train=6000", "data.num_eval=300", "trainer.max_epochs=4",
+    cfg = make_cfg(tmp, ["task=dates_attn", "data.num_train=6000", "data.num_eval=300", "trainer.max_epochs=2",
                          "data.batch_size=64",
                          f"seed={LEARN_SEED}", "model.net.hidden_size=64", "callbacks.translations.echo=false", *FAST])
     return run(cfg), tmp / "run"
