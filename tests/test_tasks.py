@@ -64,6 +64,9 @@ def test_task_runs_under_debug(task, tmp_path, data_dir, monkeypatch, no_network
         extra.append(f"model.init_from={tmp_path / 'source' / 'run'}")
     cfg = make_cfg(tmp_path, [f"task={task}", "trainer=debug", *common, *extra])
     assert cfg.task_name == task, "task_name must equal the task file's name (it names the run folder)"
+    if cfg.data.get("eval_batch_size"):  # one evaluation batch checks the wiring: a translator's untrained beam
+        with open_dict(cfg):               # search of 256 sentences ran to its length limit (8 s)
+            cfg.data.eval_batch_size = min(cfg.data.eval_batch_size, 16)
     if str(cfg.data._target_).endswith(("ImageDataModule", "DetectionDataModule")):  # one step of a big net needs no big batch
         with open_dict(cfg):
             cfg.data.batch_size = min(cfg.data.batch_size, 16)
