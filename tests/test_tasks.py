@@ -15,10 +15,11 @@ from seqgen.train import run
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
+def data_dir(tmp_path_factory, sentencepiece_cache):
     """Format-exact fixtures of PTB/WikiText (and Multi30k when SEQGEN_DATA_DIR lacks it)."""
     mp = pytest.MonkeyPatch()
     root = fixtures.write_all(tmp_path_factory.mktemp("data"), mp)
+    (root / "sentencepiece").symlink_to(sentencepiece_cache, target_is_directory=True)
     yield root
     mp.undo()
 

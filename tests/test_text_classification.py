@@ -22,11 +22,12 @@ FAST = ["callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0", "traine
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
+def data_dir(tmp_path_factory, sentencepiece_cache):
     mp = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("textdata")
     for write in (fixtures.write_ag_news, fixtures.write_sst2, fixtures.write_imdb, fixtures.write_multi30k):
         write(root, mp)
+    (root / "sentencepiece").symlink_to(sentencepiece_cache, target_is_directory=True)
     yield root
     mp.undo()
 
