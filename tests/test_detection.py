@@ -219,6 +219,40 @@ def test_detector_fits_one_canvas(net_cls, extra):
     assert m.compute()["map_50"] > 0.9
 
 
+@pytest.mark.parametrize("spec", [{"_target_": "seqgen.nets.detection.FCOS", "backbone": "lenet_modern", "head_channels": 16,
+                                   "pool": 2},
+                                  {"_target_": "seqgen.nets.detection.YOLOv1", "backbone": "lenet_modern", "grid": 8}])
+def test_channels_last_detector_computes_what_the_nchw_one_does(spec):
+    """``channels_last``: the same weights give the same outputs, losses, gradients and detections in
+    NHWC as in NCHW (within float error: other kernels), and a state dict loads into either layout."""
+    from seqgen.models import Detector
+
+    x, y = _digits(seed=2)
+    images, targets = digit_canvases(x, y, 4, seed=3, count=(1, 2), clutter=0)
+    batch = images.float() / 255
+    torch.manual_seed(0)
+    nchw = Detector(dict(spec), num_classes=10, in_channels=1, image_size=64)
+    nhwc = Detector(dict(spec), num_classes=10, in_channels=1, image_size=64, channels_last=True)
+    nhwc.load_state_dict(nchw.state_dict())
+    assert any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+               for p in nhwc.net.parameters())
+    losses = [m.net.loss(m(batch), targets) for m in (nchw, nhwc)]
+    for k in losses[0]:
+        assert torch.allclose(losses[0][k], losses[1][k], rtol=1e-4, atol=1e-5), k
+    for loss in losses:
+        loss["loss"].backward()
+    for (name, a), b in zip(nchw.net.named_parameters(), nhwc.net.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-3, atol=1e-5), name
+    for m in (nchw, nhwc):
+        m.eval()
+    with torch.no_grad():
+        raw = [m(batch) for m in (nchw, nhwc)]  # what decoding reads (detections themselves: NMS near-ties)
+    for k, a in (raw[0].items() if isinstance(raw[0], dict) else enumerate([raw[0]])):
+        b = raw[1][k] if isinstance(raw[1], dict) else raw[1]
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), k
+    nchw.load_state_dict(nhwc.state_dict())  # and back
+
+
 def test_detector_backbone_starts_from_a_classifier_run():
     from seqgen.models import Classifier, Detector
 

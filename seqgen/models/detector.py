@@ -29,13 +29,17 @@ class Detector(SeqgenModule):
     def __init__(self, net: dict[str, Any] | torch.nn.Module, num_classes: int, in_channels: int | None = None,
                  image_size: int | None = None, augment: list[dict[str, Any]] | None = None,
                  init_from: str | None = None, score_threshold: float = 0.05, nms_iou: float = 0.5,
-                 max_detections: int = 100, num_show: int = 16, show_threshold: float = 0.3, optimizer: dict[str, Any] | None = None,
-                 scheduler: dict[str, Any] | None = None, skip_nonfinite: bool = False, compile: bool = False):
+                 max_detections: int = 100, num_show: int = 16, show_threshold: float = 0.3, channels_last: bool = False,
+                 optimizer: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
+                 skip_nonfinite: bool = False, compile: bool = False):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
         if not 0 <= score_threshold < 1 or not 0 < nms_iou <= 1:
             raise ValueError(f"score_threshold must be in [0, 1) and nms_iou in (0, 1], got {score_threshold}, {nms_iou}")
         self.save_hparams_with_net(net)
         self.net = build_net(net, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        self.channels_last = channels_last
+        if channels_last:  # NHWC kernels: oneDNN's convolutions on CPUs (a training step of digits_detect_fcos
+            self.net = self.net.to(memory_format=torch.channels_last)  # 66-77 -> 49 ms here), and GPUs with AMP
         from seqgen.nets.detection.transforms import DetectionAugment
 
         self.augment = DetectionAugment([build(s) for s in (augment or [])])
@@ -47,19 +51,22 @@ class Detector(SeqgenModule):
         self.loaded_from_init: list[str] = []
         self._examples: tuple[Tensor, list[dict[str, Tensor]], list[dict[str, Tensor]]] | None = None
 
+    def _layout(self, images: Tensor) -> Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last and images.dim() == 4 else images
+
     def forward(self, images: Tensor) -> Any:
-        return self.net(images)
+        return self.net(self._layout(images))
 
     @torch.no_grad()
     def detect(self, images: Tensor) -> list[dict[str, Tensor]]:
         """Boxes, scores and labels per image, with this model's thresholds."""
-        return self.net.predict(self.net(images), self.score_threshold, self.nms_iou, self.max_detections)
+        return self.net.predict(self(images), self.score_threshold, self.nms_iou, self.max_detections)
 
     def training_step(self, batch: tuple[Tensor, list[dict[str, Tensor]]], batch_idx: int) -> Tensor | None:
         images, targets = batch
         if len(self.augment):
             images, targets = self.augment(images, targets)
-        losses = self.net.loss(self.net(images), targets)
+        losses = self.net.loss(self(images), targets)
         n = images.size(0)
         self.log("train/loss", losses["loss"], prog_bar=False, on_step=True, on_epoch=True, batch_size=n)
         for k, v in losses.items():
@@ -69,7 +76,7 @@ class Detector(SeqgenModule):
 
     def _eval_step(self, stage: str, batch: tuple[Tensor, list[dict[str, Tensor]]], batch_idx: int) -> None:
         images, targets = batch
-        raw = self.net(images)
+        raw = self(images)
         self.log(f"{stage}/loss", self.net.loss(raw, targets)["loss"], on_step=False, on_epoch=True,
                  batch_size=images.size(0), sync_dist=True)
         preds = self.net.predict(raw, self.score_threshold, self.nms_iou, self.max_detections)
