@@ -48,6 +48,7 @@ class SeqgenModule(L.LightningModule):
         self.compile_net = compile
         self.skipped_steps = 0
         self.steps_per_execution = 1
+        self.channels_last = False
 
     def use_steps_per_execution(self, k: int) -> None:
         """Run ``k`` optimiser steps per Lightning ``training_step`` (see
@@ -68,6 +69,17 @@ class SeqgenModule(L.LightningModule):
             return grouped_training_step(self, batches, batch_idx)
 
         self.__dict__["training_step"] = types.MethodType(training_step, self)
+
+    def use_channels_last(self, on: bool) -> None:
+        """NHWC memory format for ``self.net``'s convolutions (oneDNN's faster kernels on CPUs, tensor
+        cores with AMP on GPUs); batches are brought to it by :meth:`to_layout`."""
+        self.channels_last = bool(on)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    def to_layout(self, x: Tensor) -> Tensor:
+        """An image batch in the net's memory format (NHWC with ``channels_last``; otherwise as given)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def save_hparams_with_net(self, net: dict[str, Any] | torch.nn.Module) -> bool:
         """``save_hyperparameters()`` of the calling ``__init__``, its ``net`` stored as plain data when

@@ -81,9 +81,7 @@ class Classifier(SeqgenModule):
         self.confmat = MulticlassConfusionMatrix(num_classes)
         self.init_from, self.freeze_backbone, self.unfreeze_at_epoch = init_from, freeze_backbone, unfreeze_at_epoch
         self.backbone_lr_mult = backbone_lr_mult
-        self.channels_last = channels_last
-        if channels_last:  # NHWC kernels: faster convolutions with bf16/fp16 on GPUs and oneDNN CPUs
-            self.net = self.net.to(memory_format=torch.channels_last)
+        self.use_channels_last(channels_last)
         self.loaded_from_init: list[str] = []
         self.test_confusion: Tensor | None = None
         self.test_mistakes: list[tuple[Tensor, int, int]] = []  # (image, true, predicted), for plotting callbacks
@@ -111,8 +109,7 @@ class Classifier(SeqgenModule):
         x, y = batch[0], batch[1]
         if stage == "train" and len(self.augment):
             x = self.augment(x)
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.to_layout(x)
         # a third element (text batches: each row's token count, on the host) goes to a net that takes ``lengths``
         out = self.net(x, lengths=batch[2]) if len(batch) > 2 and self._net_takes_lengths() else self.net(x)
         logits = out.logits if hasattr(out, "logits") else out

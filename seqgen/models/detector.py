@@ -37,9 +37,7 @@ class Detector(SeqgenModule):
             raise ValueError(f"score_threshold must be in [0, 1) and nms_iou in (0, 1], got {score_threshold}, {nms_iou}")
         self.save_hparams_with_net(net)
         self.net = build_net(net, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
-        self.channels_last = channels_last
-        if channels_last:  # NHWC kernels: oneDNN's convolutions on CPUs (a training step of digits_detect_fcos
-            self.net = self.net.to(memory_format=torch.channels_last)  # 66-77 -> 49 ms here), and GPUs with AMP
+        self.use_channels_last(channels_last)  # a digits_detect_fcos training step: 66-77 -> 49 ms on 2 AVX2 cores
         from seqgen.nets.detection.transforms import DetectionAugment
 
         self.augment = DetectionAugment([build(s) for s in (augment or [])])
@@ -51,11 +49,8 @@ class Detector(SeqgenModule):
         self.loaded_from_init: list[str] = []
         self._examples: tuple[Tensor, list[dict[str, Tensor]], list[dict[str, Tensor]]] | None = None
 
-    def _layout(self, images: Tensor) -> Tensor:
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last and images.dim() == 4 else images
-
     def forward(self, images: Tensor) -> Any:
-        return self.net(self._layout(images))
+        return self.net(self.to_layout(images))
 
     @torch.no_grad()
     def detect(self, images: Tensor) -> list[dict[str, Tensor]]:
