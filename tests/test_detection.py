@@ -223,8 +223,9 @@ def test_detector_fits_one_canvas(net_cls, extra):
                                    "pool": 2},
                                   {"_target_": "seqgen.nets.detection.YOLOv1", "backbone": "lenet_modern", "grid": 8}])
 def test_channels_last_detector_computes_what_the_nchw_one_does(spec):
-    """``channels_last``: the same weights give the same outputs, losses, gradients and detections in
-    NHWC as in NCHW (within float error: other kernels), and a state dict loads into either layout."""
+    """``channels_last``: the same weights give the same outputs (what decoding reads), losses and
+    gradients in NHWC as in NCHW (within float error: other kernels), and a state dict loads into either
+    layout."""
     from seqgen.models import Detector
 
     x, y = _digits(seed=2)

@@ -71,7 +71,6 @@ def test_task_runs_under_debug(task, tmp_path, data_dir, monkeypatch, no_network
     if str(cfg.data._target_).endswith(("ImageDataModule", "DetectionDataModule")):  # one step of a big net needs no big batch
         with open_dict(cfg):
             cfg.data.batch_size = min(cfg.data.batch_size, 16)
-            cfg.data.eval_batch_size = min(cfg.data.get("eval_batch_size", 16), 16)
             if "canvas" in cfg.data:  # generated detection canvases: a debug step needs a few
                 cfg.data.canvas.update(train=32, val=16, test=16)
             if "num_workers" in cfg.data:  # loader workers talk over sockets, which no_network forbids
