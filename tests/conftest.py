@@ -146,7 +146,9 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = N
 
 
 class PoisonAt:
-    """Test callback: make the LM's decoder bias NaN during training step ``step`` only."""
+    """Test callback: make the LM's decoder bias NaN from the forward pass of training step ``step``
+    (a forward pre-hook, so a step inside a group of steps per execution is reached too) to the end of
+    that Lightning training step."""
 
     def __new__(cls, *args, **kwargs):
         import lightning as L
@@ -155,12 +157,15 @@ class PoisonAt:
             def __init__(self, step: int):
                 self.step, self.saved = step, None
 
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                if trainer.global_step == self.step and self.saved is None:
-                    bias = pl_module.net.decoder.bias
-                    self.saved = bias.detach().clone()
-                    with torch.no_grad():
-                        bias.fill_(float("nan"))
+            def on_fit_start(self, trainer, pl_module):
+                def poison(net, args):
+                    if net.training and trainer.global_step == self.step and self.saved is None:
+                        bias = net.decoder.bias
+                        self.saved = bias.detach().clone()
+                        with torch.no_grad():
+                            bias.fill_(float("nan"))
+
+                pl_module.net.register_forward_pre_hook(poison)
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
                 if self.saved is not None and not torch.isfinite(pl_module.net.decoder.bias).all():

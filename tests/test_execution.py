@@ -121,18 +121,21 @@ def test_the_gpu_pass_runs_in_its_tiny_mode(tmp_path):
         assert float(cells[3]) > 0 and float(cells[4]) > 0, r
 
 
-def test_a_nan_inside_a_group_stops_with_its_step_and_the_last_good_checkpoint(tmp_path):
-    """The loss is checked on the device at every step of a group; the run stops naming the first
-    non-finite step, and the checkpoint left is the one written before it (none holds NaN weights)."""
+@pytest.mark.parametrize("poisoned", [10, 8])
+def test_a_nan_inside_a_group_stops_with_its_step_and_the_last_good_checkpoint(tmp_path, poisoned):
+    """The losses of a group are checked on the device, stacked, once per group; the run stops naming
+    the first non-finite step (the first of its group, or one inside it), and the checkpoint left is
+    the one written before it (none holds NaN weights)."""
     from seqgen.errors import NonFiniteLossError
 
     lm = ["task=char_lm", "model.net.hidden_size=32", "model.net.embedding_dim=16", "model.net.num_layers=1",
           "data.batch_size=8", "data.bptt=20", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
           "trainer.num_sanity_val_steps=0", "callbacks.text_samples=null"]
-    # 6 batches an epoch in groups of 4 and 2: the poison lands on step 10, the first of epoch 1's second group
+    # 6 batches an epoch in groups of 4 and 2: step 10 is the first of epoch 1's second group, step 8
+    # the third of its first (steps 6-9); every later step of the run is non-finite too
     cfg = make_cfg(tmp_path, [*lm, *QUIET, "steps_per_execution=4", "trainer.max_epochs=3", "trainer.limit_train_batches=6",
-                              "+callbacks.poison._target_=conftest.PoisonAt", "+callbacks.poison.step=10"])
-    with pytest.raises(NonFiniteLossError, match=r"global step 10 .*Last good checkpoint: .*last\.ckpt"):
+                              "+callbacks.poison._target_=conftest.PoisonAt", f"+callbacks.poison.step={poisoned}"])
+    with pytest.raises(NonFiniteLossError, match=rf"global step {poisoned} .*Last good checkpoint: .*last\.ckpt"):
         run(cfg)
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 6 and all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())

@@ -103,7 +103,8 @@ class SeqgenModule(L.LightningModule):
 
         With ``skip_nonfinite``, a non-finite loss returns None (Lightning then skips the step) and is
         counted; that decision needs the value at once, so it reads it every step. Otherwise the
-        first non-finite step is noted on the device and :meth:`check_finite` raises it every
+        first non-finite step is noted on the device (for a group of steps per execution, once for the
+        group's stacked losses) and :meth:`check_finite` raises it every
         ``trainer.log_every_n_steps`` steps (at the groups that cross a multiple of it with steps per
         execution), before any checkpoint is written and at each epoch's end (``seqgen.callbacks.FiniteGuard``): a
         checkpoint never holds the weights of a step after a non-finite loss."""
@@ -113,20 +114,49 @@ class SeqgenModule(L.LightningModule):
             self.skipped_steps += 1
             self.log("train/skipped_steps", float(self.skipped_steps))
             return None
-        value = loss.detach().float().reshape(-1)[:1].reshape(())
-        bad = ~torch.isfinite(value)
-        first = self.__dict__.get("_first_bad")
-        if first is None:
-            first = torch.full((), -1, dtype=torch.long, device=value.device)
-            self.__dict__["_bad_value"] = torch.zeros((), device=value.device)
-        new = bad & (first < 0)
-        self.__dict__["_first_bad"] = torch.where(new, self.global_step, first)
-        self.__dict__["_bad_value"] = torch.where(new, value, self.__dict__["_bad_value"])
+        pending = self.__dict__.get("_pending_losses")
+        if pending is not None:  # inside a group of steps: noted once, at the group's end (settle_losses)
+            pending.append((loss, self.global_step))
+            return loss
+        self._note_nonfinite(loss.detach().float().reshape(-1)[:1], [self.global_step])
         trainer = self._trainer
         if trainer is not None and self.steps_per_execution == 1 and (self.global_step + 1) % max(
                 int(trainer.log_every_n_steps or 1), 1) == 0:
             self.check_finite()
         return loss
+
+    def defer_losses(self) -> None:
+        """From now until :meth:`settle_losses`, :meth:`finite_or_skip` only records each loss and its
+        step (a group of steps per execution: one stacked check per group instead of one per step)."""
+        self.__dict__["_pending_losses"] = []
+
+    def settle_losses(self) -> None:
+        """Note the first non-finite loss among those recorded since :meth:`defer_losses`, as
+        :meth:`finite_or_skip` notes one step's: a few kernels for the whole group, no host sync."""
+        pending = self.__dict__.pop("_pending_losses", None)
+        if not pending:
+            return
+        with torch.no_grad():
+            values = torch.stack([loss.reshape(-1)[0] if loss.dim() else loss for loss, _ in pending]).float()
+        self._note_nonfinite(values, [step for _, step in pending])
+
+    def _note_nonfinite(self, values: Tensor, steps: list[int]) -> None:
+        """Keep, on the device, the step and value of the first non-finite entry of ``values`` (the
+        losses of optimiser steps ``steps``) unless an earlier one is already kept."""
+        bad = ~torch.isfinite(values)
+        first = self.__dict__.get("_first_bad")
+        if first is None:
+            first = torch.full((), -1, dtype=torch.long, device=values.device)
+            self.__dict__["_bad_value"] = torch.zeros((), device=values.device)
+        if len(steps) == 1:
+            step, value, found = steps[0], values.reshape(()), bad.reshape(())
+        else:
+            i = bad.to(torch.uint8).argmax()  # the first non-finite entry (0 when there is none)
+            step = torch.tensor(steps).to(values.device, non_blocking=True)[i]
+            value, found = values[i], bad.any()
+        new = found & (first < 0)
+        self.__dict__["_first_bad"] = torch.where(new, step, first)
+        self.__dict__["_bad_value"] = torch.where(new, value, self.__dict__["_bad_value"])
 
     def check_finite(self) -> None:
         """Raise :class:`NonFiniteLossError` naming the first step whose loss was NaN/inf since the

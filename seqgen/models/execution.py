@@ -196,16 +196,23 @@ def grouped_training_step(module: L.LightningModule, batches: list[Any], batch_i
     if automatic and trainer.max_steps is not None and trainer.max_steps >= 0:
         n = max(1, min(n, trainer.max_steps - module.global_step))  # stop at max_steps, not past it
     log = DeferredLog(module)
-    with log:
-        for i in range(n - 1):
-            log.batch = batches[i]
-            out = objective(module, batches[i], first + i)
-            if automatic:
-                loss = out.get("loss") if isinstance(out, Mapping) else out
-                if loss is not None:
-                    _inner_update(module, loss, first + i)
-        log.batch = batches[n - 1]
-        out = objective(module, batches[n - 1], first + n - 1)
+    deferred = hasattr(module, "defer_losses")
+    if deferred:
+        module.defer_losses()  # the losses' NaN/inf check: once for the group
+    try:
+        with log:
+            for i in range(n - 1):
+                log.batch = batches[i]
+                out = objective(module, batches[i], first + i)
+                if automatic:
+                    loss = out.get("loss") if isinstance(out, Mapping) else out
+                    if loss is not None:
+                        _inner_update(module, loss, first + i)
+            log.batch = batches[n - 1]
+            out = objective(module, batches[n - 1], first + n - 1)
+    finally:
+        if deferred:
+            module.settle_losses()
     log.flush()
     loop = trainer.fit_loop.epoch_loop
     if not automatic:
