@@ -39,27 +39,87 @@ from seqgen.utils import build, check_keys
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to ``<name>.tmp`` and rename it into place: a kill or a full disk
-    during a save never leaves a truncated ``last.ckpt`` as the only copy."""
+    """Checkpoints written atomically, and off the training loop's path.
+
+    Each checkpoint is serialised at once (it is the state of that moment), then written to
+    ``<name>.tmp``, fsynced and renamed into place: a kill or a full disk during a save never leaves a
+    truncated ``last.ckpt`` as the only copy. With ``background`` (the default) the write, fsync and
+    rename happen on one writer thread, in order, while training goes on -- on a digits-size recipe
+    they are most of a save's 4-10 ms, once or twice an epoch. Every pending write is finished before
+    a checkpoint is removed or loaded and when the trainer tears down (end of fit, an error, an
+    interrupt); a failed write raises :class:`CheckpointError` there or at the next save."""
+
+    def __init__(self, background: bool = True, max_pending: int = 2):
+        super().__init__()
+        self.background = background
+        self.max_pending = max_pending
+        self._executor: Any = None
+        self._pending: list[Any] = []
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        import io
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        if not self.background:
+            _write_atomically(buffer, path)
+            return
+        if any(f.done() and f.exception() is not None for f in self._pending):
+            self.wait()  # an earlier write failed: raise it here
+        self._pending = [f for f in self._pending if not f.done()]
+        if len(self._pending) >= self.max_pending:
+            self.wait()
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqgen-checkpoint")
+        self._pending.append(self._executor.submit(_write_atomically, buffer, path))
+
+    def wait(self) -> None:
+        """Finish every pending write; raise the first one's error."""
+        pending, self._pending = self._pending, []
+        errors = [e for e in (f.exception() for f in pending) if e is not None]
+        if errors:
+            raise errors[0]
+
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.wait()
+        return super().load_checkpoint(path, *args, **kwargs)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        self.wait()
+        super().remove_checkpoint(path)
+
+    def teardown(self) -> None:
         try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as e:  # disk full, quota, permissions: say so; the previous file is untouched
-            tmp.unlink(missing_ok=True)
-            kept = f"the previous {path.name} is intact" if path.exists() else "no earlier copy existed"
-            raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e} ({kept}); "
-                                  "free disk space or point paths.output_dir elsewhere") from e
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            self.wait()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+
+def _write_atomically(data: Any, path: Path) -> None:
+    """``data`` (a serialised checkpoint in a ``BytesIO``) to ``path`` through ``<name>.tmp``: written,
+    fsynced, renamed into place. On an OS error the temporary file is removed and the previous file
+    stays as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # disk full, quota, permissions: say so; the previous file is untouched
+        tmp.unlink(missing_ok=True)
+        kept = f"the previous {path.name} is intact" if path.exists() else "no earlier copy existed"
+        raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e} ({kept}); "
+                              "free disk space or point paths.output_dir elsewhere") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _plain(node: Any) -> Any:
@@ -380,7 +440,7 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule, extra_callbacks: li
         # Lightning's default bar, which reads the bar's values and refreshes at every step
         overrides["enable_progress_bar"] = False
     trainer = build(_plain(cfg.trainer), "trainer", callbacks=callbacks, logger=loggers or False,
-                    plugins=[AtomicCheckpointIO()], **overrides)
+                    plugins=[AtomicCheckpointIO(background=not _uploads_checkpoints(loggers))], **overrides)
     trainer_cfg = {k: v for k, v in _plain(cfg.trainer).items() if k != "_target_"}
     if "precision" in overrides:  # trainer.precision=auto: the precision it chose
         trainer_cfg["precision"] = overrides["precision"]
@@ -390,6 +450,12 @@ def build_trainer(cfg: DictConfig, model: L.LightningModule, extra_callbacks: li
             lg.log_hyperparams({"task_name": str(cfg.task_name), "seed": cfg.get("seed"),
                                 "data": _plain(cfg.data), "trainer": trainer_cfg})
     return _RunParts(trainer, loggers, interrupt, started)
+
+
+def _uploads_checkpoints(loggers: list[Any]) -> bool:
+    """Whether a logger reads checkpoint files as they are saved (W&B, MLflow with ``log_model``):
+    the files must then be on disk when the save returns."""
+    return any(getattr(lg, "_log_model", False) for lg in loggers)
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:

@@ -121,6 +121,33 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
 
 
+def test_checkpoint_writes_run_behind_the_loop_and_finish_before_a_load_or_a_removal(tmp_path, monkeypatch):
+    """A save serialises the state of its moment and returns; the file is written on the writer
+    thread (held back here) while the state moves on; a load or a removal waits for the write."""
+    import threading
+
+    import seqgen.train as train_mod
+
+    gate, real = threading.Event(), train_mod._write_atomically
+
+    def held(data, path):
+        assert gate.wait(30)
+        real(data, path)
+
+    monkeypatch.setattr(train_mod, "_write_atomically", held)
+    io, path = train_mod.AtomicCheckpointIO(), tmp_path / "a.ckpt"
+    state = {"w": torch.arange(4.0)}
+    io.save_checkpoint(state, path)
+    state["w"].add_(1)  # training goes on
+    assert not path.exists()
+    threading.Timer(0.2, gate.set).start()
+    assert torch.equal(io.load_checkpoint(path, weights_only=True)["w"], torch.arange(4.0))
+    io.save_checkpoint(state, path)
+    io.remove_checkpoint(path)
+    assert not path.exists() and not list(tmp_path.glob("*.tmp"))
+    io.teardown()
+
+
 def test_skip_nonfinite_skips_the_step_and_goes_on(tmp_path):
     cfg = make_cfg(tmp_path, [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "model.skip_nonfinite=true",
                               "+callbacks.poison._target_=conftest.PoisonAt", "+callbacks.poison.step=2"])
