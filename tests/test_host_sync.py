@@ -23,15 +23,15 @@ CPU_BY_DESIGN = ("torch/nn/modules/rnn.py", "torch/nn/utils/rnn.py")
 DATA_SIDE = ("/seqgen/data/", "/torch/utils/data/")
 QUIET = ["callbacks.progress_bar=null", "logger=csv", "trainer.enable_model_summary=false", "trainer.num_sanity_val_steps=0",
          "trainer.max_epochs=1", "trainer.log_every_n_steps=1000", "test=false"]
-FAMILIES = {  # at the recipe's K (8) where an epoch holds enough groups, else 4
+FAMILIES = {  # at the recipe's K where an epoch of the limit holds several groups (the LM: 8), else 4
     "classifier": ["task=digits_mlp", "trainer.limit_train_batches=20", "steps_per_execution=4"],
     "classifier_k1": ["task=digits_mlp", "trainer.limit_train_batches=20", "steps_per_execution=1"],
     "cnn": ["task=digits_lenet", "trainer.limit_train_batches=16", "steps_per_execution=4"],
     "lm_tbptt": ["task=char_lm", "model.net.hidden_size=32", "model.net.num_layers=1", "model.net.embedding_dim=16",
                  "data.batch_size=8", "data.bptt=20", "trainer.limit_train_batches=20", "trainer.gradient_clip_val=1.0",
                  "callbacks.text_samples=null"],
-    "vae": ["task=digits_vae", "trainer.limit_train_batches=20"],
-    "gan": ["task=digits_gan", "trainer.limit_train_batches=20", "model.eval_samples=100"],
+    "vae": ["task=digits_vae", "trainer.limit_train_batches=20", "steps_per_execution=4"],
+    "gan": ["task=digits_gan", "trainer.limit_train_batches=20", "model.eval_samples=100", "steps_per_execution=4"],
     "translator": ["task=dates_attn", "data.num_train=1400", "data.num_eval=50", "model.net.hidden_size=16",
                    "steps_per_execution=4"],
     # a recurrent text classifier (packed BiLSTM): its batches carry the token counts on the host
