@@ -123,8 +123,10 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_checkpoint_writes_run_behind_the_loop_and_finish_before_a_load_or_a_removal(tmp_path, monkeypatch):
     """A save serialises the state of its moment and returns; the file is written on the writer
-    thread (held back here) while the state moves on; a load or a removal waits for the write."""
+    thread (held back here) while the state moves on; a load or a removal waits for the write; once
+    the trainer is no longer running, a save writes before it returns (after the pending ones)."""
     import threading
+    import time
 
     import seqgen.train as train_mod
 
@@ -145,6 +147,22 @@ def test_checkpoint_writes_run_behind_the_loop_and_finish_before_a_load_or_a_rem
     io.save_checkpoint(state, path)
     io.remove_checkpoint(path)
     assert not path.exists() and not list(tmp_path.glob("*.tmp"))
+    # attached to a trainer that is not running (a save after fit): the file is there on return
+    from types import SimpleNamespace
+
+    from lightning.pytorch.trainer.states import TrainerStatus
+
+    class Trainer:  # what the writer reads of a Lightning Trainer
+        state = SimpleNamespace(status=TrainerStatus.RUNNING)
+
+    trainer = Trainer()
+    io.attach(trainer)
+    monkeypatch.setattr(train_mod, "_write_atomically", lambda data, p: (time.sleep(0.3), real(data, p)))
+    io.save_checkpoint(state, path)
+    assert not path.exists()
+    trainer.state.status = TrainerStatus.FINISHED
+    io.save_checkpoint({"w": torch.zeros(2)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.zeros(2))
     io.teardown()
 
 
