@@ -82,6 +82,8 @@ CATALOGUE = {
     "wrong value type": (["task=digits_mlp", "data.batch_size=abc"], ConfigError, "data.batch_size"),
     "negative size": (["task=digits_mlp", "model.net.hidden_sizes=[64,-3]"], ConfigError, "hidden"),
     "zero size": (["task=char_lm", "data.bptt=0"], ConfigError, "data.bptt"),
+    "negative checkpoint interval": (["task=digits_mlp", "callbacks.last_checkpoint.min_interval_s=-1"], ConfigError,
+                                     "callbacks.last_checkpoint.min_interval_s must be a number of seconds >= 0"),
     "data dir that does not exist, offline": (["task=lm_ptb_lstm", "paths.data_dir=/nonexistent/seqgen-data"],
                                               DataNotFoundError, "ptb.train.txt"),
     "checksum mismatch": (_corrupt_multi30k, ChecksumError, "md5"),

@@ -195,6 +195,30 @@ def test_last_checkpoint_is_refreshed_every_epoch_even_without_improvement(tmp_p
     assert (tmp_path / "run" / "checkpoints" / "epoch_000.ckpt").is_file()
 
 
+@pytest.mark.parametrize("interval, stop, written", [
+    (0, [], [0, 1, 2, 3]),                     # every epoch
+    (3600, [], [0, 3]),                        # the first, then none until the last epoch
+    (3600, ["callbacks.early_stopping.patience=0", "monitor_mode=max"], [0, 1]),  # early stopping ends it at epoch 1
+])
+def test_last_checkpoint_at_most_once_per_interval_and_always_at_the_end(tmp_path, monkeypatch, interval, stop, written):
+    import seqgen.train as train_mod
+
+    real, epochs = train_mod._write_atomically, []
+
+    def spy(data, path):
+        if path.name == "last.ckpt":
+            data.seek(0)
+            epochs.append(torch.load(data, map_location="cpu", weights_only=True)["epoch"])
+        real(data, path)
+
+    monkeypatch.setattr(train_mod, "_write_atomically", spy)
+    run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=4", "trainer.limit_train_batches=2", "test=false",
+                            f"callbacks.last_checkpoint.min_interval_s={interval}", *stop]))
+    assert epochs == written
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == written[-1]
+
+
 def test_loss_curve_has_one_validation_point_per_epoch(tmp_path):
     run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3"]))
     rows = (tmp_path / "run" / "plots" / "loss.csv").read_text().splitlines()[1:]

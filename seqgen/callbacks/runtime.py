@@ -9,6 +9,8 @@ import lightning as L
 from lightning.pytorch import seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary, RichProgressBar
 
+from seqgen.errors import ConfigError
+
 
 def rng_state() -> dict[str, Any]:
     """Every RNG's state as tensors and plain Python data (loadable with ``weights_only=True``)."""
@@ -245,7 +247,31 @@ class RunCheckpoint(ModelCheckpoint):
     is unchanged; seqgen resumes into a fresh run folder, so this restores them regardless (the
     test after fit then picks the same best checkpoint as an uninterrupted run would), and it
     never deletes a file outside its own folder: an earlier run's checkpoints stay as they were.
+
+    ``min_interval_s`` (for a checkpoint without a monitor, such as ``last.ckpt``): an epoch end
+    less than that many seconds after this callback's previous save is skipped, unless training
+    ends with that epoch (``max_epochs``, ``max_steps``, a stop requested by early stopping or a
+    timer): on an epoch of a fraction of a second, a save every epoch would cost more than the
+    epoch. The decision is rank 0's, broadcast, so every DDP rank takes part in the same saves.
     """
+
+    def __init__(self, *args: Any, min_interval_s: float = 0.0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if not isinstance(min_interval_s, (int, float)) or isinstance(min_interval_s, bool) or min_interval_s < 0:
+            raise ConfigError(f"min_interval_s must be a number of seconds >= 0, got {min_interval_s!r}")
+        self.min_interval_s = float(min_interval_s)
+        self._saved_at: float | None = None
+
+    def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        import time
+
+        if self.min_interval_s and self.monitor is None:
+            recent = self._saved_at is not None and time.monotonic() - self._saved_at < self.min_interval_s
+            skip = trainer.strategy.broadcast(recent and not _training_ends(trainer), src=0)
+            if skip:
+                return
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
+        self._saved_at = time.monotonic()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         import warnings
@@ -263,6 +289,15 @@ class RunCheckpoint(ModelCheckpoint):
 
         if self.dirpath and os.path.dirname(os.path.abspath(filepath)) == os.path.abspath(self.dirpath):
             super()._remove_checkpoint(trainer, filepath)
+
+
+def _training_ends(trainer: L.Trainer) -> bool:
+    """Whether the epoch now ending is the last of the fit (as far as a callback can tell before
+    Lightning's loop decides; a wrong yes only costs a save)."""
+    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+    return bool(trainer.should_stop
+                or (max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs)
+                or (max_steps not in (None, -1) and trainer.global_step >= max_steps))
 
 
 class ModelSummary(RichModelSummary):
