@@ -56,6 +56,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self.max_pending = max_pending
         self._executor: Any = None
         self._pending: list[Any] = []
+        self._trainer: Any = None  # a weak reference, from attach()
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         import io
@@ -88,7 +89,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def _in_background(self) -> bool:
         from lightning.pytorch.trainer.states import TrainerStatus
 
-        trainer = self._trainer() if getattr(self, "_trainer", None) is not None else None
+        trainer = self._trainer() if self._trainer is not None else None
         return self.background and (trainer is None or trainer.state.status == TrainerStatus.RUNNING)
 
     def wait(self) -> None:
