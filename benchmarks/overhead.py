@@ -14,6 +14,7 @@ autocast.
 
     python benchmarks/overhead.py [--tasks char_lm digits_lenet dates_attn digits_vae digits_gan]
         [--steps 160] [--precisions 32-true bf16-mixed] [--k 8] [--set paths.data_dir=../shared/data]
+        [--repeat 3]   # medians of three alternated measurements, with the range of the ratio at K
     python benchmarks/overhead.py --tasks lm_multi30k_lstm --set paths.data_dir=../shared/data   # the word LM
 """
 
@@ -23,6 +24,7 @@ import argparse
 import contextlib
 import io
 import itertools
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -144,7 +146,12 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=None, help="steps_per_execution for the seqgen column (default: the recipe's)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="extra overrides for every run, e.g. paths.data_dir=../shared/data")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure each row this many times (plain, K=1, K alternated) and report the medians of the "
+                         "ratios, with the range of the ratio at K: on a machine whose speed drifts")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
@@ -161,21 +168,32 @@ def main() -> None:
                 overrides += args.set
                 cfg = make_cfg(Path(tmp) / f"{task}_{prec}", overrides)
                 k = args.k or int(cfg.get("steps_per_execution", 1))
-                with contextlib.redirect_stdout(io.StringIO()):
-                    plain = plain_loop(cfg, steps, warmup, prec)
-                    one = seqgen_run(make_cfg(Path(tmp) / f"{task}_{prec}_k1", [*overrides, "steps_per_execution=1"]),
-                                     steps, warmup)
-                    ours = seqgen_run(make_cfg(Path(tmp) / f"{task}_{prec}_k{k}", [*overrides, f"steps_per_execution={k}"]),
-                                      steps, warmup)
-                    plain = (plain + plain_loop(cfg, steps, warmup, prec)) / 2  # again, to bracket drift
+                runs = []  # (plain, K=1, K) steps/s, one triple per repeat
+                for r in range(args.repeat):
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        plain = plain_loop(cfg, steps, warmup, prec)
+                        one = seqgen_run(make_cfg(Path(tmp) / f"{task}_{prec}_k1_{r}", [*overrides, "steps_per_execution=1"]),
+                                         steps, warmup)
+                        ours = seqgen_run(make_cfg(Path(tmp) / f"{task}_{prec}_k{k}_{r}",
+                                                   [*overrides, f"steps_per_execution={k}"]), steps, warmup)
+                        plain = (plain + plain_loop(cfg, steps, warmup, prec)) / 2  # again, to bracket drift
+                    runs.append((plain, one, ours))
+                    if args.repeat > 1:
+                        print(f"  {task} {prec} run {r + 1}: plain {plain:.4g}, K=1 {one:.4g}, K={k} {ours:.4g} steps/s "
+                              f"(ratio {ours / plain:.3f})", flush=True)
+                plain, one, ours = (statistics.median(x) for x in zip(*runs))
+                at_k = [o / p for p, _, o in runs]
                 extra_ms = 1000 / ours - 1000 / plain  # the fixed cost per step that the ratio hides
-                rows.append([task, prec, round(plain, 2), round(one, 2), round(one / plain, 3), k, round(ours, 2),
-                             round(ours / plain, 3), round(extra_ms, 2)])
+                row = [task, prec, round(plain, 2), round(one, 2), round(statistics.median(o / p for p, o, _ in runs), 3), k,
+                       round(ours, 2), round(statistics.median(at_k), 3), round(extra_ms, 2)]
+                if args.repeat > 1:
+                    row.append(f"{min(at_k):.3f}-{max(at_k):.3f}")
+                rows.append(row)
                 print(rows[-1], flush=True)
+    header = ["task", "precision", "plain steps/s", "seqgen K=1", "ratio K=1", "K", "seqgen K", "ratio K", "extra ms/step"]
     table(f"seqgen vs the tight plain PyTorch loop ({machine()}; {args.steps} steps after {args.warmup} warm-up, "
-          "char_lm an eighth of them)",
-          ["task", "precision", "plain steps/s", "seqgen K=1", "ratio K=1", "K", "seqgen K", "ratio K", "extra ms/step"],
-          rows)
+          "char_lm an eighth of them" + (f"; medians of {args.repeat} runs" if args.repeat > 1 else "") + ")",
+          header + (["ratio K range"] if args.repeat > 1 else []), rows)
 
 
 if __name__ == "__main__":
