@@ -15,6 +15,7 @@ autocast.
     python benchmarks/overhead.py [--tasks char_lm digits_lenet dates_attn digits_vae digits_gan]
         [--steps 160] [--precisions 32-true bf16-mixed] [--k 8] [--set paths.data_dir=../shared/data]
         [--repeat 3]   # medians of three alternated measurements, with the range of the ratio at K
+        [--plain-lm-loss logits|fused]   # the plain LM loop's loss: classic full logits (default) or seqgen's fused one
     python benchmarks/overhead.py --tasks lm_multi30k_lstm --set paths.data_dir=../shared/data   # the word LM
 """
 
@@ -39,9 +40,15 @@ from seqgen.nets import detach_state
 from seqgen.train import build_datamodule, build_model, run
 
 
+LM_LOSS = "logits"  # --plain-lm-loss: the classic decoder + F.cross_entropy, or seqgen's fused one
+
+
 def _lm_step(model, batch, state):
     x, y = batch
-    logits, state = model.net(x, state)
+    if LM_LOSS == "fused":  # the loss seqgen's LanguageModel computes: seqgen.nets.losses.linear_cross_entropy
+        loss, state = model.net(x, state, targets=y)
+        return loss, detach_state(state)
+    logits, state = model.net(x, state)  # as pytorch/examples' word_language_model writes it
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1)), detach_state(state)
 
 
@@ -149,7 +156,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure each row this many times (plain, K=1, K alternated) and report the medians of the "
                          "ratios, with the range of the ratio at K: on a machine whose speed drifts")
+    ap.add_argument("--plain-lm-loss", choices=["logits", "fused"], default="logits",
+                    help="the plain loop's LM loss: full logits + F.cross_entropy as pytorch/examples writes it "
+                         "(default), or the fused decoder + loss that seqgen's LanguageModel uses")
     args = ap.parse_args()
+    global LM_LOSS
+    LM_LOSS = args.plain_lm_loss
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     rows = []
@@ -191,9 +203,15 @@ def main() -> None:
                 rows.append(row)
                 print(rows[-1], flush=True)
     header = ["task", "precision", "plain steps/s", "seqgen K=1", "ratio K=1", "K", "seqgen K", "ratio K", "extra ms/step"]
+    header += ["ratio K range"] if args.repeat > 1 else []
+    fp32_plain = {r[0]: r[2] for r in rows if r[1] == "32-true"}
+    if fp32_plain and any(r[1] != "32-true" for r in rows):  # what bf16 buys: seqgen at K over the fp32 plain loop
+        header.append("seqgen K / plain fp32")
+        for r in rows:
+            r.append(round(r[6] / fp32_plain[r[0]], 3) if r[0] in fp32_plain else "")
     table(f"seqgen vs the tight plain PyTorch loop ({machine()}; {args.steps} steps after {args.warmup} warm-up, "
           "char_lm an eighth of them" + (f"; medians of {args.repeat} runs" if args.repeat > 1 else "") + ")",
-          header + (["ratio K range"] if args.repeat > 1 else []), rows)
+          header, rows)
 
 
 if __name__ == "__main__":

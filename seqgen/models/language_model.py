@@ -15,6 +15,7 @@ per *token*; it reports ``ppl``).
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -52,6 +53,9 @@ class LanguageModel(SeqgenModule):
         super().__init__(optimizer, scheduler, skip_nonfinite, compile)
         plain_net = self.save_hparams_with_net(net)
         self.net = build_net(net, vocab_size=vocab_size) if plain_net else net
+        # a net whose forward takes ``targets`` returns the loss itself (RNNLM: decoder and
+        # cross-entropy fused, see seqgen.nets.losses); any other net returns logits
+        self._net_takes_targets = "targets" in inspect.signature(self.net.forward).parameters
         if level not in LEVELS:
             raise ConfigError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
         self.vocab_size, self.level = vocab_size, level
@@ -93,9 +97,14 @@ class LanguageModel(SeqgenModule):
 
     def _loss(self, stage: str, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch
-        logits, state = self.net(x, self._state(stage, x.size(0)))
+        state = self._state(stage, x.size(0))
+        if self._net_takes_targets:
+            loss, state = self.net(x, state, targets=y)
+        else:
+            logits, state = self.net(x, state)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
         self._states[stage] = detach_state(state)  # the truncation point
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+        return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         loss = self._loss("train", batch)

@@ -1,0 +1,90 @@
+"""Linear layer + softmax cross-entropy in one pass over row chunks (a language model's decoder and loss).
+
+A word LM spends much of its step on ``F.cross_entropy(decoder(h).float(), y)``: the (N, V) logits
+are written, cast to fp32 under autocast, read by ``log_softmax``, written again, and in backward a
+zeroed (N, V) gradient is filled, ``log_softmax_backward`` reads two (N, V) tensors and the result
+is cast back. On a 700 x 7,702 batch (Multi30k English, bptt 35, batch 20) that is over a hundred
+megabytes of memory traffic around three matmuls that AMX finishes in about 4.5 ms under bf16.
+
+:func:`linear_cross_entropy` computes the logits ``chunk_rows`` rows at a time, takes the fp32
+log-softmax of each chunk while it is in cache, and writes the gradient of the logits
+(``softmax - onehot``, in the matmul dtype) straight away, so backward is two matmuls. The result
+is the mean token NLL in fp32, equal to ``F.cross_entropy(F.linear(h, weight, bias).float(), target)``
+to fp32 rounding (and, under bf16 autocast, to that path's bf16 rounding).
+
+Why it is written here: the maintained fused linear-cross-entropy kernels (Liger-Kernel,
+Apple's cut-cross-entropy) are Triton kernels for GPUs; nothing maintained does this on a CPU. This
+is plain torch ops, so it runs on any device and under autocast (bf16 or fp16).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from seqgen.errors import ConfigError
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, chunk_rows: int,
+                need_grad: bool) -> Tensor:  # noqa: D102
+        dev = h.device.type
+        cdt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+        with torch.autocast(dev, enabled=False):
+            hc, wc = h.to(cdt), weight.to(cdt)
+            bc = None if bias is None else bias.to(cdt)
+            n, v = hc.size(0), wc.size(0)
+            grad_logits = torch.empty(n, v, dtype=cdt, device=h.device) if need_grad else None
+            grad_bias = torch.zeros(v, dtype=torch.float32, device=h.device) if need_grad and bias is not None else None
+            nll = torch.empty(n, dtype=torch.float32, device=h.device)
+            wt = wc.t()
+            minus_one = None
+            for s in range(0, n, chunk_rows):
+                e = min(n, s + chunk_rows)
+                z = hc[s:e] @ wt if bc is None else torch.addmm(bc, hc[s:e], wt)
+                logp = torch.log_softmax(z, 1, dtype=torch.float32)
+                t = target[s:e, None]
+                nll[s:e] = logp.gather(1, t).squeeze(1).neg_()
+                if need_grad:
+                    p = logp.exp_()  # softmax, in place
+                    if minus_one is None or minus_one.size(0) != e - s:
+                        minus_one = torch.full((e - s, 1), -1.0, device=h.device)
+                    p.scatter_add_(1, t, minus_one)  # softmax - onehot: d(sum of NLL)/d(logits)
+                    grad_logits[s:e] = p
+                    if grad_bias is not None:
+                        grad_bias += p.sum(0)
+            loss = nll.mean()
+        ctx.save_for_backward(hc, wc, grad_logits, grad_bias)
+        ctx.dtypes = (h.dtype, weight.dtype, None if bias is None else bias.dtype)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        hc, wc, grad_logits, grad_bias = ctx.saved_tensors
+        scale = grad / grad_logits.size(0)  # d(mean)/d(sum), times the incoming gradient
+        gh = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gh = (grad_logits @ wc).to(ctx.dtypes[0]).mul_(scale)
+        if ctx.needs_input_grad[1]:
+            gw = (grad_logits.t() @ hc).to(ctx.dtypes[1]).mul_(scale)
+        if ctx.needs_input_grad[2]:
+            gb = (grad_bias * scale).to(ctx.dtypes[2])
+        return gh, gw, gb, None, None, None
+
+
+@torch.compiler.disable  # a Python loop over chunks: run eagerly inside a compiled net
+def linear_cross_entropy(h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, chunk_rows: int = 128) -> Tensor:
+    """Mean NLL of ``target`` (N,) under ``softmax(h @ weight.T + bias)``; ``h`` (N, H), ``weight`` (V, H).
+
+    Same value and gradients as ``F.cross_entropy(F.linear(h, weight, bias).float(), target)``
+    without materialising fp32 logits: see the module docstring. Every target must be a class
+    index in ``[0, V)`` (no ignore index, no label smoothing: a language model's loss).
+    """
+    if h.dim() != 2 or target.shape != h.shape[:1]:
+        raise ConfigError(f"linear_cross_entropy wants h (N, H) and target (N,), got {tuple(h.shape)} and {tuple(target.shape)}")
+    if not isinstance(chunk_rows, int) or chunk_rows <= 0:
+        raise ConfigError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    # under no_grad (evaluation) the logits' gradient is not written at all
+    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (h, weight, bias))
+    return _LinearCrossEntropy.apply(h, weight, bias, target, chunk_rows, need_grad)
