@@ -78,13 +78,14 @@ def test_bad_arguments_are_refused():
         linear_cross_entropy(x, w, b, t[:-1])
 
 
+@pytest.mark.parametrize("vocab", [60, RNNLM.FUSED_LOSS_MIN_VOCAB + 100])  # logits' cross-entropy, fused
 @pytest.mark.parametrize("tie_weights", [True, False])
-def test_rnnlm_targets_path_equals_logits_path(tie_weights):
+def test_rnnlm_targets_path_equals_logits_path(tie_weights, vocab):
     """RNNLM(tokens, state, targets=y) is the logits path's mean NLL, dropout masks included (the
     same draws in the same order), with the same gradients and the same carried state."""
     torch.manual_seed(3)
-    net = RNNLM(vocab_size=60, embedding_dim=16, hidden_size=16, num_layers=2, dropout=0.3, tie_weights=tie_weights)
-    x, y = torch.randint(0, 60, (4, 9)), torch.randint(0, 60, (4, 9))
+    net = RNNLM(vocab_size=vocab, embedding_dim=16, hidden_size=16, num_layers=2, dropout=0.3, tie_weights=tie_weights)
+    x, y = torch.randint(0, vocab, (4, 9)), torch.randint(0, vocab, (4, 9))
     results = []
     for fused in (False, True):
         net.zero_grad(set_to_none=True)
@@ -93,7 +94,7 @@ def test_rnnlm_targets_path_equals_logits_path(tie_weights):
             loss, state = net(x, targets=y)
         else:
             logits, state = net(x)
-            loss = F.cross_entropy(logits.reshape(-1, 60), y.reshape(-1))
+            loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
         loss.backward()
         results.append((loss.detach(), state, {n: p.grad.clone() for n, p in net.named_parameters()}))
     (l0, s0, g0), (l1, s1, g1) = results
