@@ -46,8 +46,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     truncated ``last.ckpt`` as the only copy. With ``background`` (the default) the write, fsync and
     rename happen on one writer thread, in order, while training goes on (while the attached trainer
     runs; a save after it is written before it returns) -- on a digits-size recipe they are half of a
-    save's 4-10 ms, once or twice an epoch. Every pending write is finished before
-    a checkpoint is removed or loaded and when the trainer tears down (end of fit, an error, an
+    save's 4-10 ms, once or twice an epoch. A removal (the previous best checkpoint's) is queued
+    behind the pending writes on the same thread. Every pending write and removal is finished
+    before a checkpoint is loaded and when the trainer tears down (end of fit, an error, an
     interrupt); a failed write raises :class:`CheckpointError` there or at the next save."""
 
     def __init__(self, background: bool = True, max_pending: int = 2):
@@ -68,16 +69,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self.wait()
             _write_atomically(buffer, path)
             return
+        self._submit(_write_atomically, buffer, path)
+
+    def _submit(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the writer thread, after every write or removal submitted before it.
+        At most ``max_pending`` writes (each holds a serialised checkpoint) wait at a time."""
         if any(f.done() and f.exception() is not None for f in self._pending):
-            self.wait()  # an earlier write failed: raise it here
+            self.wait()  # an earlier write or removal failed: raise it here
         self._pending = [f for f in self._pending if not f.done()]
-        if len(self._pending) >= self.max_pending:
+        if fn is _write_atomically and sum(f.seqgen_write for f in self._pending) >= self.max_pending:
             self.wait()
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqgen-checkpoint")
-        self._pending.append(self._executor.submit(_write_atomically, buffer, path))
+        future = self._executor.submit(fn, *args)
+        future.seqgen_write = fn is _write_atomically
+        self._pending.append(future)
 
     def attach(self, trainer: L.Trainer) -> None:
         """Write in the background only while ``trainer`` runs (a ``fit``): a ``trainer.save_checkpoint``
@@ -104,6 +112,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return super().load_checkpoint(path, *args, **kwargs)
 
     def remove_checkpoint(self, path: Any) -> None:
+        if self._executor is not None and self._in_background():
+            # queued behind the pending writes on the one writer thread: a file is never removed
+            # before a write to it that was asked for earlier, and the loop does not wait for the
+            # fsync of the checkpoint that replaces it (the best model's, every time it improves)
+            self._submit(super().remove_checkpoint, path)
+            return
         self.wait()
         super().remove_checkpoint(path)
 

@@ -15,7 +15,8 @@ FAST = ["callbacks.progress_bar=null", "trainer.num_sanity_val_steps=0", "traine
 def test_mlflow_sqlite_store_holds_params_metrics_and_images(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    metrics = run(make_cfg(tmp_path, ["task=digits_vae", "trainer.max_epochs=1", "logger=mlflow", *FAST]))
+    # 8 steps per execution: the recipe's 64 make its one epoch a single group, logged once
+    metrics = run(make_cfg(tmp_path, ["task=digits_vae", "trainer.max_epochs=1", "logger=mlflow", "steps_per_execution=8", *FAST]))
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("digits_vae")
     (logged,) = client.search_runs([exp.experiment_id])

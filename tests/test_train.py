@@ -123,8 +123,9 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_checkpoint_writes_run_behind_the_loop_and_finish_before_a_load_or_a_removal(tmp_path, monkeypatch):
     """A save serialises the state of its moment and returns; the file is written on the writer
-    thread (held back here) while the state moves on; a load or a removal waits for the write; once
-    the trainer is no longer running, a save writes before it returns (after the pending ones)."""
+    thread (held back here) while the state moves on; a load waits for the write; a removal is
+    queued behind the writes asked for before it (the file does not come back after it); once the
+    trainer is no longer running, a save writes before it returns (after the pending ones)."""
     import threading
     import time
 
@@ -145,8 +146,18 @@ def test_checkpoint_writes_run_behind_the_loop_and_finish_before_a_load_or_a_rem
     threading.Timer(0.2, gate.set).start()
     assert torch.equal(io.load_checkpoint(path, weights_only=True)["w"], torch.arange(4.0))
     io.save_checkpoint(state, path)
-    io.remove_checkpoint(path)
-    assert not path.exists() and not list(tmp_path.glob("*.tmp"))
+    io.remove_checkpoint(path)  # without an attached trainer: runs in the background, as in a fit
+    io.wait()
+    assert not path.exists()
+    gate.clear()
+    other = tmp_path / "b.ckpt"
+    io.save_checkpoint(state, other)  # held back again
+    io.remove_checkpoint(path)  # queued behind that write: returns at once
+    io.remove_checkpoint(other)
+    assert other.exists() is False and len(io._pending) == 3
+    gate.set()
+    io.wait()
+    assert not path.exists() and not other.exists() and not list(tmp_path.glob("*.tmp"))
     # attached to a trainer that is not running (a save after fit): the file is there on return
     from types import SimpleNamespace
 
@@ -401,3 +412,33 @@ def test_rng_state_round_trips_through_a_safe_load_and_reads_the_older_form():
     assert isinstance(words, torch.Tensor) and words.numel() == 625
     set_rng_state({**state, "python": (version, tuple(words.tolist()), gauss)})
     assert random.random() == expected[0]
+
+
+def test_checkpoint_monitor_candidates_equal_lightnings_and_are_copies():
+    """RunCheckpoint copies the logged values with Tensor.clone instead of deepcopy: the same keys,
+    values and dtypes as Lightning's ModelCheckpoint gives, and later changes to the logged tensors
+    do not reach them; a value that is not a tensor takes Lightning's own path."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from seqgen.callbacks import RunCheckpoint
+
+    for metrics in ({"val/loss": torch.tensor(0.25), "train/loss": torch.tensor([1.5]), "epoch": torch.tensor(3.0)},
+                    {"val/acc": torch.tensor(0.9, dtype=torch.float64)},
+                    {"val/loss": torch.tensor(0.5), "note": 1.0}):
+        trainer = SimpleNamespace(callback_metrics=metrics, current_epoch=7, global_step=42)
+        ours = RunCheckpoint(monitor="val/loss")._monitor_candidates(trainer)
+        theirs = ModelCheckpoint(monitor="val/loss")._monitor_candidates(trainer)
+        assert ours.keys() == theirs.keys()
+        for k in theirs:
+            assert type(ours[k]) is type(theirs[k])
+            if isinstance(theirs[k], torch.Tensor):
+                assert ours[k].dtype == theirs[k].dtype and torch.equal(ours[k], theirs[k]), k
+            else:
+                assert ours[k] == theirs[k]
+        before = {k: v.clone() for k, v in ours.items() if isinstance(v, torch.Tensor)}
+        for v in metrics.values():
+            if isinstance(v, torch.Tensor):
+                v.add_(1)
+        assert all(torch.equal(ours[k], v) for k, v in before.items())

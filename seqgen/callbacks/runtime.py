@@ -273,6 +273,22 @@ class RunCheckpoint(ModelCheckpoint):
         super()._save_topk_checkpoint(trainer, monitor_candidates)
         self._saved_at = time.monotonic()
 
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, Any]:
+        """Lightning's, with each logged value copied by ``Tensor.clone`` instead of ``copy.deepcopy``
+        of the whole dict: a deepcopy takes tens of microseconds a tensor through Python's protocol,
+        for every metric, for each checkpoint callback at every epoch end (about 0.5 ms an epoch for
+        the digits GAN's 15 values), skipped save or not. Anything but tensors: Lightning's own."""
+        import torch
+
+        metrics = trainer.callback_metrics
+        if not all(isinstance(v, torch.Tensor) for v in metrics.values()):
+            return super()._monitor_candidates(trainer)
+        candidates = {k: v.detach().clone() for k, v in metrics.items()}
+        epoch, step = candidates.get("epoch"), candidates.get("step")
+        candidates["epoch"] = epoch.int() if isinstance(epoch, torch.Tensor) else torch.tensor(trainer.current_epoch)
+        candidates["step"] = step.int() if isinstance(step, torch.Tensor) else torch.tensor(trainer.global_step)
+        return candidates
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         import warnings
 
