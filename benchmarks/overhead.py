@@ -39,7 +39,6 @@ from seqgen.callbacks import Throughput
 from seqgen.nets import detach_state
 from seqgen.train import build_datamodule, build_model, run
 
-
 LM_LOSS = "logits"  # --plain-lm-loss: the classic decoder + F.cross_entropy, or seqgen's fused one
 
 
