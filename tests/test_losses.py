@@ -47,6 +47,22 @@ def test_fp32_equals_full_logits_cross_entropy(bias, chunk_rows):
         assert torch.allclose(g, r, rtol=1e-5, atol=1e-6), (r - g).abs().max()
 
 
+@pytest.mark.parametrize("ignore_index", [None, 0, -100])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_fp32_padding_and_label_smoothing_equal_f_cross_entropy(ignore_index, smoothing):
+    """A translator's loss: padding targets ignored (the mean over the others) and label smoothing,
+    value and gradients as F.cross_entropy gives them."""
+    x, w, b, t = _inputs(n=41)
+    if ignore_index is not None:
+        t = t.clone()
+        t[::3] = ignore_index  # a third of the rows are padding
+    kw = {"label_smoothing": smoothing} | ({} if ignore_index is None else {"ignore_index": ignore_index})
+    ref = _loss_and_grads(lambda *a: F.cross_entropy(F.linear(*a[:3]).float(), a[3], **kw), x, w, b, t)
+    got = _loss_and_grads(lambda *a: linear_cross_entropy(*a, chunk_rows=7, **kw), x, w, b, t)
+    for r, g in zip(ref, got):
+        assert torch.allclose(g, r, rtol=1e-5, atol=1e-6), (r - g).abs().max()
+
+
 def test_bf16_autocast_is_within_bf16_rounding_of_fp32():
     """Under bf16 autocast the matmuls run in bf16 and the softmax in fp32, as the classic autocast
     path: both land within bf16 rounding of fp32, and the fused one is no further off than it."""
@@ -76,6 +92,8 @@ def test_bad_arguments_are_refused():
         linear_cross_entropy(x, w, b, t, chunk_rows=0)
     with pytest.raises(ConfigError, match=r"target \(N,\)"):
         linear_cross_entropy(x, w, b, t[:-1])
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        linear_cross_entropy(x, w, b, t, label_smoothing=1.5)
 
 
 @pytest.mark.parametrize("vocab", [60, RNNLM.FUSED_LOSS_MIN_VOCAB + 100])  # logits' cross-entropy, fused
@@ -126,3 +144,35 @@ def test_language_model_uses_the_fused_loss_and_still_takes_logits_nets():
     batch = (torch.randint(0, 30, (3, 7)), torch.randint(0, 30, (3, 7)))
     a, b = fused._loss("val", batch), plain._loss("val", batch)
     assert torch.allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ["bahdanau", "luong_general", "none"])
+@pytest.mark.parametrize("vocab", [40, 1100])  # below and above Seq2Seq.FUSED_LOSS_MIN_VOCAB
+@pytest.mark.parametrize("teacher_forcing", [1.0, 0.5])
+def test_seq2seq_targets_path_equals_logits_path(attention, vocab, teacher_forcing):
+    """Seq2Seq(src, tgt_in, targets=y, label_smoothing=0.1) is F.cross_entropy of its logits with the
+    padding ignored, dropout masks and scheduled-sampling draws included, with the same gradients."""
+    from seqgen.nets import Seq2Seq
+
+    torch.manual_seed(5)
+    net = Seq2Seq(30, vocab, 12, 16, attention=attention, dropout=0.2)
+    src = torch.randint(4, 30, (3, 7))
+    tgt = torch.randint(4, vocab, (3, 6))
+    tgt[0, 4:] = 0  # padding: ignored
+    results = []
+    for fused in (False, True):
+        net.zero_grad(set_to_none=True)
+        torch.manual_seed(17)
+        if fused:
+            loss = net(src, tgt[:, :-1], teacher_forcing=teacher_forcing, targets=tgt[:, 1:], label_smoothing=0.1)
+        else:
+            logits = net(src, tgt[:, :-1], teacher_forcing=teacher_forcing)
+            loss = F.cross_entropy(logits.float().reshape(-1, vocab), tgt[:, 1:].reshape(-1), ignore_index=0,
+                                   label_smoothing=0.1)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}))
+    (l0, g0), (l1, g1) = results
+    assert torch.allclose(l0, l1, rtol=1e-6), (l0, l1)
+    assert g0.keys() == g1.keys()
+    for n in g0:
+        assert torch.allclose(g0[n], g1[n], rtol=1e-5, atol=1e-7), n

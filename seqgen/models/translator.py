@@ -20,6 +20,7 @@ the first ``keep_attention`` are kept in ``test_outputs`` for callbacks to save 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,7 @@ class Translator(SeqgenModule):
         self.net = build_net(net, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, pad_id=pad_id,
                              bos_id=bos_id, eos_id=eos_id)
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        self._net_takes_targets = "targets" in inspect.signature(self.net.forward).parameters
         self.teacher_forcing, self.label_smoothing = teacher_forcing, label_smoothing
         self.val_beam_size, self.beam_size, self.len_penalty = val_beam_size, beam_size, len_penalty
         self.max_decode_len, self.keep_attention = max_decode_len, keep_attention
@@ -90,9 +92,14 @@ class Translator(SeqgenModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         tgt = batch["tgt"]
-        logits = self.net(batch["src"], tgt[:, :-1], teacher_forcing=self.teacher_forcing,
-                          src_lengths=batch.get("src_lengths"))
-        loss = self._loss(logits, tgt[:, 1:], self.label_smoothing)
+        if self._net_takes_targets and getattr(self.net, "pad_id", None) == self.pad_id:
+            # the net computes the loss itself (Seq2Seq: generator and loss fused for large vocabularies)
+            loss = self.net(batch["src"], tgt[:, :-1], teacher_forcing=self.teacher_forcing,
+                            src_lengths=batch.get("src_lengths"), targets=tgt[:, 1:], label_smoothing=self.label_smoothing)
+        else:
+            logits = self.net(batch["src"], tgt[:, :-1], teacher_forcing=self.teacher_forcing,
+                              src_lengths=batch.get("src_lengths"))
+            loss = self._loss(logits, tgt[:, 1:], self.label_smoothing)
         self.log("train/loss", loss, prog_bar=False, on_step=True, on_epoch=True, batch_size=tgt.size(0))
         return self.finite_or_skip(loss)
 

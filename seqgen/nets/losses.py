@@ -28,41 +28,56 @@ from seqgen.errors import ConfigError
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, chunk_rows: int,
-                need_grad: bool) -> Tensor:  # noqa: D102
+                need_grad: bool, ignore_index: int | None, smoothing: float) -> Tensor:  # noqa: D102
         dev = h.device.type
         cdt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
         with torch.autocast(dev, enabled=False):
             hc, wc = h.to(cdt), weight.to(cdt)
             bc = None if bias is None else bias.to(cdt)
             n, v = hc.size(0), wc.size(0)
+            if ignore_index is not None:
+                valid = target != ignore_index
+                target = torch.where(valid, target, torch.zeros_like(target))  # any class: its row is masked
+                count = valid.sum().float()  # no host sync: the mean's divisor stays a tensor
+            else:
+                valid, count = None, torch.tensor(float(n), device=h.device)
             grad_logits = torch.empty(n, v, dtype=cdt, device=h.device) if need_grad else None
             grad_bias = torch.zeros(v, dtype=torch.float32, device=h.device) if need_grad and bias is not None else None
-            nll = torch.empty(n, dtype=torch.float32, device=h.device)
+            losses = torch.empty(n, dtype=torch.float32, device=h.device)
             wt = wc.t()
-            minus_one = None
+            onehot = None
             for s in range(0, n, chunk_rows):
                 e = min(n, s + chunk_rows)
                 z = hc[s:e] @ wt if bc is None else torch.addmm(bc, hc[s:e], wt)
                 logp = torch.log_softmax(z, 1, dtype=torch.float32)
                 t = target[s:e, None]
-                nll[s:e] = logp.gather(1, t).squeeze(1).neg_()
+                row = logp.gather(1, t).squeeze(1).neg_()
+                if smoothing:  # as F.cross_entropy: (1 - eps) * NLL + eps * mean over classes of -log p
+                    row = row.mul_(1.0 - smoothing).sub_(logp.mean(1), alpha=smoothing)
+                if valid is not None:
+                    row = row.mul_(valid[s:e])
+                losses[s:e] = row
                 if need_grad:
                     p = logp.exp_()  # softmax, in place
-                    if minus_one is None or minus_one.size(0) != e - s:
-                        minus_one = torch.full((e - s, 1), -1.0, device=h.device)
-                    p.scatter_add_(1, t, minus_one)  # softmax - onehot: d(sum of NLL)/d(logits)
+                    if onehot is None or onehot.size(0) != e - s:
+                        onehot = torch.full((e - s, 1), smoothing - 1.0, device=h.device)
+                    p.scatter_add_(1, t, onehot)  # softmax - (1 - eps) onehot - eps / V: d(row loss)/d(logits)
+                    if smoothing:
+                        p.sub_(smoothing / v)
+                    if valid is not None:
+                        p.mul_(valid[s:e, None])
                     grad_logits[s:e] = p
                     if grad_bias is not None:
                         grad_bias += p.sum(0)
-            loss = nll.mean()
-        ctx.save_for_backward(hc, wc, grad_logits, grad_bias)
+            loss = losses.sum() / count
+        ctx.save_for_backward(hc, wc, grad_logits, grad_bias, count)
         ctx.dtypes = (h.dtype, weight.dtype, None if bias is None else bias.dtype)
         return loss
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # noqa: D102
-        hc, wc, grad_logits, grad_bias = ctx.saved_tensors
-        scale = grad / grad_logits.size(0)  # d(mean)/d(sum), times the incoming gradient
+        hc, wc, grad_logits, grad_bias, count = ctx.saved_tensors
+        scale = grad / count  # d(mean)/d(sum), times the incoming gradient
         gh = gw = gb = None
         if ctx.needs_input_grad[0]:
             gh = (grad_logits @ wc).to(ctx.dtypes[0]).mul_(scale)
@@ -70,16 +85,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
             gw = (grad_logits.t() @ hc).to(ctx.dtypes[1]).mul_(scale)
         if ctx.needs_input_grad[2]:
             gb = (grad_bias * scale).to(ctx.dtypes[2])
-        return gh, gw, gb, None, None, None
+        return gh, gw, gb, None, None, None, None, None
 
 
 @torch.compiler.disable  # a Python loop over chunks: run eagerly inside a compiled net
-def linear_cross_entropy(h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, chunk_rows: int | None = None) -> Tensor:
+def linear_cross_entropy(h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, chunk_rows: int | None = None,
+                         ignore_index: int | None = None, label_smoothing: float = 0.0) -> Tensor:
     """Mean NLL of ``target`` (N,) under ``softmax(h @ weight.T + bias)``; ``h`` (N, H), ``weight`` (V, H).
 
-    Same value and gradients as ``F.cross_entropy(F.linear(h, weight, bias).float(), target)``
-    without materialising fp32 logits: see the module docstring. Every target must be a class
-    index in ``[0, V)`` (no ignore index, no label smoothing: a language model's loss).
+    Same value and gradients as ``F.cross_entropy(F.linear(h, weight, bias).float(), target,
+    ignore_index=ignore_index, label_smoothing=label_smoothing)`` without materialising fp32
+    logits: see the module docstring. Targets other than ``ignore_index`` must be class indices in
+    ``[0, V)``; the mean is over them (NaN when there is none, as ``F.cross_entropy``'s).
     ``chunk_rows`` defaults to ``max(128, 2**20 // V)``: chunks of about a million logits, and no
     fewer than 128 rows, below which the matmuls lost efficiency on the CPU it was measured on (AMX).
     """
@@ -89,6 +106,8 @@ def linear_cross_entropy(h: Tensor, weight: Tensor, bias: Tensor | None, target:
         raise ConfigError(f"linear_cross_entropy wants h (N, H) and target (N,), got {tuple(h.shape)} and {tuple(target.shape)}")
     if not isinstance(chunk_rows, int) or chunk_rows <= 0:
         raise ConfigError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ConfigError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}")
     # under no_grad (evaluation) the logits' gradient is not written at all
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (h, weight, bias))
-    return _LinearCrossEntropy.apply(h, weight, bias, target, chunk_rows, need_grad)
+    return _LinearCrossEntropy.apply(h, weight, bias, target, chunk_rows, need_grad, ignore_index, float(label_smoothing))

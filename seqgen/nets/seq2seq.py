@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from seqgen.errors import ConfigError
 from seqgen.nets.attention import ATTENTIONS, BahdanauAttention, LuongAttention
+from seqgen.nets.losses import linear_cross_entropy
 from seqgen.nets.recurrent import Recurrent, State
 
 
@@ -137,6 +138,11 @@ class Seq2Seq(nn.Module):
 
     def step(self, y_prev: Tensor, state: State, mem: Memory) -> tuple[Tensor, State, Tensor | None]:
         """One decoder step: previous tokens ``(B,)`` -> (logits ``(B, V)``, state, attention ``(B, S)``)."""
+        feats, state, weights = self._step_features(y_prev, state, mem)
+        return self.generator(feats), state, weights
+
+    def _step_features(self, y_prev: Tensor, state: State, mem: Memory) -> tuple[Tensor, State, Tensor | None]:
+        """One decoder step up to the generator: (its input ``(B, H)``, state, attention)."""
         e = self.drop(self.tgt_embedding(y_prev))
         weights = None
         if self.attention_kind == "bahdanau":
@@ -151,10 +157,11 @@ class Seq2Seq(nn.Module):
             feats = torch.cat([s, ctx], -1)
         else:
             feats = torch.cat([s, ctx, e], -1)
-        return self.generator(self.drop(torch.tanh(self.readout(feats)))), state, weights
+        return self.drop(torch.tanh(self.readout(feats))), state, weights
 
     def _parallel(self, tgt_in: Tensor, state: State, mem: Memory) -> tuple[Tensor, Tensor | None]:
-        """All target steps at once (teacher forcing, no Bahdanau attention)."""
+        """All target steps at once (teacher forcing, no Bahdanau attention), up to the generator:
+        (its input ``(B, T, H)``, attention)."""
         e = self.drop(self.tgt_embedding(tgt_in))
         T = tgt_in.size(1)
         weights = None
@@ -166,31 +173,59 @@ class Seq2Seq(nn.Module):
             out, _ = self.decoder(e, state)
             ctx, weights = self.attention(out, mem.keys, mem.mask, mem.pre)
             feats = torch.cat([out, ctx], -1)
-        return self.generator(self.drop(torch.tanh(self.readout(feats)))), weights
+        return self.drop(torch.tanh(self.readout(feats))), weights
 
     def forward(self, src: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0,
-                parallel: bool = True, src_lengths: Sequence[int] | Tensor | None = None) -> Tensor:
-        """Logits ``(B, T, V)`` for decoder inputs ``tgt_in`` (``<bos> y_1 ... y_{T-1}``).
+                parallel: bool = True, src_lengths: Sequence[int] | Tensor | None = None,
+                targets: Tensor | None = None, label_smoothing: float = 0.0) -> Tensor:
+        """Logits ``(B, T, V)`` for decoder inputs ``tgt_in`` (``<bos> y_1 ... y_{T-1}``); with
+        ``targets`` ``(B, T)``, the mean cross-entropy over their non-padding tokens instead (with
+        ``label_smoothing``), as ``F.cross_entropy(logits.float(), targets, ignore_index=pad_id)``
+        gives it: from a target vocabulary of ``FUSED_LOSS_MIN_VOCAB`` up, with teacher forcing, the
+        generator and the loss are fused (:func:`~seqgen.nets.losses.linear_cross_entropy`).
 
         ``teacher_forcing`` < 1: at each step, each sentence is fed its gold previous token with
         that probability, else the model's own previous prediction (scheduled sampling)."""
         mem, state = self.encode(src, src_lengths)
         if teacher_forcing >= 1.0 and parallel and self.attention_kind != "bahdanau":
-            logits, self.last_attention = self._parallel(tgt_in, state, mem)
-            return logits
+            feats, self.last_attention = self._parallel(tgt_in, state, mem)
+            return self._output(feats, targets, label_smoothing)
         y = tgt_in[:, 0]
         outs, attn = [], []
+        forced = teacher_forcing >= 1.0  # no step reads its own logits: the generator runs once, on all steps
         for t in range(tgt_in.size(1)):
-            logits, state, w = self.step(y, state, mem)
-            outs.append(logits)
+            if forced:
+                feats, state, w = self._step_features(y, state, mem)
+                outs.append(feats)
+            else:
+                logits, state, w = self.step(y, state, mem)
+                outs.append(logits)
             attn.append(w)
             if t + 1 < tgt_in.size(1):
                 y = tgt_in[:, t + 1]
-                if teacher_forcing < 1.0:
+                if not forced:
                     gold = torch.rand(y.shape, device=y.device) < teacher_forcing
                     y = torch.where(gold, y, logits.argmax(-1))
         self.last_attention = torch.stack(attn, 1) if attn[0] is not None else None
-        return torch.stack(outs, 1)
+        if forced:
+            return self._output(torch.stack(outs, 1), targets, label_smoothing)
+        logits = torch.stack(outs, 1)
+        return logits if targets is None else self._token_loss(logits, targets, label_smoothing)
+
+    FUSED_LOSS_MIN_VOCAB = 1024  # as RNNLM's (benchmarks/lm_loss.py)
+
+    def _output(self, feats: Tensor, targets: Tensor | None, label_smoothing: float) -> Tensor:
+        """The generator's logits of ``feats`` ``(B, T, H)``, or with ``targets`` the loss."""
+        if targets is None:
+            return self.generator(feats)
+        if self.generator.out_features >= self.FUSED_LOSS_MIN_VOCAB:
+            return linear_cross_entropy(feats.reshape(-1, feats.size(-1)), self.generator.weight, self.generator.bias,
+                                        targets.reshape(-1), ignore_index=self.pad_id, label_smoothing=label_smoothing)
+        return self._token_loss(self.generator(feats), targets, label_smoothing)
+
+    def _token_loss(self, logits: Tensor, targets: Tensor, label_smoothing: float) -> Tensor:
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=self.pad_id, label_smoothing=label_smoothing)
 
     # -- scoring and decoding ---------------------------------------------------------------------
     def decode_limit(self, src: Tensor, max_len: int | None = None) -> int:
