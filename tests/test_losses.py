@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from seqgen.errors import ConfigError
 from seqgen.nets import RNNLM
-from seqgen.nets.losses import linear_cross_entropy
+from seqgen.nets.losses import FUSED_MIN_CLASSES, linear_cross_entropy
 
 
 def _inputs(n=37, h=24, v=101, bias=True, seed=0):
@@ -96,7 +96,7 @@ def test_bad_arguments_are_refused():
         linear_cross_entropy(x, w, b, t, label_smoothing=1.5)
 
 
-@pytest.mark.parametrize("vocab", [60, RNNLM.FUSED_LOSS_MIN_VOCAB + 100])  # logits' cross-entropy, fused
+@pytest.mark.parametrize("vocab", [60, FUSED_MIN_CLASSES + 100])  # logits' cross-entropy, fused
 @pytest.mark.parametrize("tie_weights", [True, False])
 def test_rnnlm_targets_path_equals_logits_path(tie_weights, vocab):
     """RNNLM(tokens, state, targets=y) is the logits path's mean NLL, dropout masks included (the
@@ -147,7 +147,7 @@ def test_language_model_uses_the_fused_loss_and_still_takes_logits_nets():
 
 
 @pytest.mark.parametrize("attention", ["bahdanau", "luong_general", "none"])
-@pytest.mark.parametrize("vocab", [40, 1100])  # below and above Seq2Seq.FUSED_LOSS_MIN_VOCAB
+@pytest.mark.parametrize("vocab", [40, FUSED_MIN_CLASSES + 76])  # below and above the fused-loss threshold
 @pytest.mark.parametrize("teacher_forcing", [1.0, 0.5])
 def test_seq2seq_targets_path_equals_logits_path(attention, vocab, teacher_forcing):
     """Seq2Seq(src, tgt_in, targets=y, label_smoothing=0.1) is F.cross_entropy of its logits with the

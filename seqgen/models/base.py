@@ -33,6 +33,14 @@ def build_net(spec: dict[str, Any] | torch.nn.Module, where: str = "model.net", 
     return build(to_plain(spec), where=where, offered={k: v for k, v in dims.items() if v is not None})
 
 
+def net_takes(net: torch.nn.Module, name: str) -> bool:
+    """Whether ``net``'s ``forward`` has a parameter ``name`` (a compiled net: the module inside):
+    how a model learns that a net takes extra inputs (``lengths``) or computes its loss (``targets``)."""
+    import inspect
+
+    return name in inspect.signature(getattr(net, "_orig_mod", net).forward).parameters
+
+
 class SeqgenModule(L.LightningModule):
     """Base LightningModule. ``optimizer``/``scheduler`` are plain dicts, e.g.
     ``{"name": "adam", "lr": 2e-3, "weight_decay": 0}`` and ``{"name": "cosine"}``."""

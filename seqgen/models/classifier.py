@@ -32,7 +32,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from seqgen.errors import ConfigError
-from seqgen.models.base import SeqgenModule, build_net
+from seqgen.models.base import SeqgenModule, build_net, net_takes
 from seqgen.utils import check_probability
 
 LOSSES = ("cross_entropy", "mse")
@@ -94,10 +94,7 @@ class Classifier(SeqgenModule):
     def _net_takes_lengths(self) -> bool:
         takes = self.__dict__.get("_takes_lengths")
         if takes is None:
-            import inspect
-
-            net = getattr(self.net, "_orig_mod", self.net)  # a compiled net: the module inside
-            takes = self.__dict__["_takes_lengths"] = "lengths" in inspect.signature(net.forward).parameters
+            takes = self.__dict__["_takes_lengths"] = net_takes(self.net, "lengths")
         return takes
 
     def loss_fn(self, logits: Tensor, y: Tensor) -> Tensor:

@@ -15,7 +15,6 @@ per *token*; it reports ``ppl``).
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -25,7 +24,7 @@ from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
 
 from seqgen.errors import ConfigError
-from seqgen.models.base import SeqgenModule, build_net
+from seqgen.models.base import SeqgenModule, build_net, net_takes
 from seqgen.nets.recurrent import State, detach_state
 
 LEVELS = ("char", "word", "sentencepiece")
@@ -55,7 +54,7 @@ class LanguageModel(SeqgenModule):
         self.net = build_net(net, vocab_size=vocab_size) if plain_net else net
         # a net whose forward takes ``targets`` returns the loss itself (RNNLM: decoder and
         # cross-entropy fused, see seqgen.nets.losses); any other net returns logits
-        self._net_takes_targets = "targets" in inspect.signature(self.net.forward).parameters
+        self._net_takes_targets = net_takes(self.net, "targets")
         if level not in LEVELS:
             raise ConfigError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
         self.vocab_size, self.level = vocab_size, level

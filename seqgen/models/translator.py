@@ -20,7 +20,6 @@ the first ``keep_attention`` are kept in ``test_outputs`` for callbacks to save 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,7 @@ from torchmetrics.aggregation import MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
 from seqgen.errors import ConfigError
-from seqgen.models.base import SeqgenModule, build_net
+from seqgen.models.base import SeqgenModule, build_net, net_takes
 
 
 class Translator(SeqgenModule):
@@ -53,7 +52,9 @@ class Translator(SeqgenModule):
         self.net = build_net(net, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, pad_id=pad_id,
                              bos_id=bos_id, eos_id=eos_id)
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
-        self._net_takes_targets = "targets" in inspect.signature(self.net.forward).parameters
+        # a net that takes ``targets`` (and pads as this model does) computes the loss itself
+        # (Seq2Seq: generator and loss fused for large vocabularies)
+        self._net_takes_targets = net_takes(self.net, "targets") and getattr(self.net, "pad_id", None) == pad_id
         self.teacher_forcing, self.label_smoothing = teacher_forcing, label_smoothing
         self.val_beam_size, self.beam_size, self.len_penalty = val_beam_size, beam_size, len_penalty
         self.max_decode_len, self.keep_attention = max_decode_len, keep_attention
@@ -92,8 +93,7 @@ class Translator(SeqgenModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         tgt = batch["tgt"]
-        if self._net_takes_targets and getattr(self.net, "pad_id", None) == self.pad_id:
-            # the net computes the loss itself (Seq2Seq: generator and loss fused for large vocabularies)
+        if self._net_takes_targets:
             loss = self.net(batch["src"], tgt[:, :-1], teacher_forcing=self.teacher_forcing,
                             src_lengths=batch.get("src_lengths"), targets=tgt[:, 1:], label_smoothing=self.label_smoothing)
         else:

@@ -10,18 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqgen.errors import ConfigError
-from seqgen.nets.losses import linear_cross_entropy
+from seqgen.nets.losses import layer_cross_entropy
 from seqgen.nets.recurrent import Recurrent, State
 from seqgen.utils import check_probability
 
 
 class RNNLM(nn.Module):
-    FUSED_LOSS_MIN_VOCAB = 1024  # benchmarks/lm_loss.py: the fused loss is 1.1-2.3x from 2,000 words, 0.8-1.0x at 100 symbols
-
     def __init__(
         self,
         vocab_size: int,
@@ -65,7 +62,7 @@ class RNNLM(nn.Module):
     def forward(self, tokens: Tensor, state: State | None = None, targets: Tensor | None = None) -> tuple[Tensor, State]:
         """``tokens`` (B, T) -> logits (B, T, V) and the final recurrent state; with ``targets``
         (B, T), the mean next-token NLL (fp32 scalar) instead of the logits: from a vocabulary of
-        ``FUSED_LOSS_MIN_VOCAB`` up, computed by :func:`~seqgen.nets.losses.linear_cross_entropy`
+        ``seqgen.nets.losses.FUSED_MIN_CLASSES`` up, computed by :func:`~seqgen.nets.losses.linear_cross_entropy`
         (decoder and loss fused, no (B, T, V) fp32 logits: the same value and gradients, faster, and
         much faster under bf16); below it (a character model) the logits' cross-entropy, which is as
         fast or faster there (``benchmarks/lm_loss.py``)."""
@@ -73,10 +70,7 @@ class RNNLM(nn.Module):
         out, state = self.rnn(x, state)
         out = self.out_drop(out)
         if targets is not None:
-            h, y = out.reshape(-1, out.size(-1)), targets.reshape(-1)
-            if self.vocab_size >= self.FUSED_LOSS_MIN_VOCAB:
-                return linear_cross_entropy(h, self.decoder.weight, self.decoder.bias, y), state
-            return F.cross_entropy(self.decoder(h).float(), y), state
+            return layer_cross_entropy(out.reshape(-1, out.size(-1)), self.decoder, targets.reshape(-1)), state
         return self.decoder(out), state
 
     def generate(self, prompt: Tensor, max_new_tokens: int, *args: Any, **kwargs: Any) -> Tensor:

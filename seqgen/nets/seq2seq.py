@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from seqgen.errors import ConfigError
 from seqgen.nets.attention import ATTENTIONS, BahdanauAttention, LuongAttention
-from seqgen.nets.losses import linear_cross_entropy
+from seqgen.nets.losses import layer_cross_entropy
 from seqgen.nets.recurrent import Recurrent, State
 
 
@@ -181,7 +181,7 @@ class Seq2Seq(nn.Module):
         """Logits ``(B, T, V)`` for decoder inputs ``tgt_in`` (``<bos> y_1 ... y_{T-1}``); with
         ``targets`` ``(B, T)``, the mean cross-entropy over their non-padding tokens instead (with
         ``label_smoothing``), as ``F.cross_entropy(logits.float(), targets, ignore_index=pad_id)``
-        gives it: from a target vocabulary of ``FUSED_LOSS_MIN_VOCAB`` up, with teacher forcing, the
+        gives it: from a target vocabulary of ``seqgen.nets.losses.FUSED_MIN_CLASSES`` up, with teacher forcing, the
         generator and the loss are fused (:func:`~seqgen.nets.losses.linear_cross_entropy`).
 
         ``teacher_forcing`` < 1: at each step, each sentence is fed its gold previous token with
@@ -210,22 +210,17 @@ class Seq2Seq(nn.Module):
         if forced:
             return self._output(torch.stack(outs, 1), targets, label_smoothing)
         logits = torch.stack(outs, 1)
-        return logits if targets is None else self._token_loss(logits, targets, label_smoothing)
-
-    FUSED_LOSS_MIN_VOCAB = 1024  # as RNNLM's (benchmarks/lm_loss.py)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=self.pad_id, label_smoothing=label_smoothing)
 
     def _output(self, feats: Tensor, targets: Tensor | None, label_smoothing: float) -> Tensor:
         """The generator's logits of ``feats`` ``(B, T, H)``, or with ``targets`` the loss."""
         if targets is None:
             return self.generator(feats)
-        if self.generator.out_features >= self.FUSED_LOSS_MIN_VOCAB:
-            return linear_cross_entropy(feats.reshape(-1, feats.size(-1)), self.generator.weight, self.generator.bias,
-                                        targets.reshape(-1), ignore_index=self.pad_id, label_smoothing=label_smoothing)
-        return self._token_loss(self.generator(feats), targets, label_smoothing)
-
-    def _token_loss(self, logits: Tensor, targets: Tensor, label_smoothing: float) -> Tensor:
-        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
-                               ignore_index=self.pad_id, label_smoothing=label_smoothing)
+        return layer_cross_entropy(feats.reshape(-1, feats.size(-1)), self.generator, targets.reshape(-1),
+                                   ignore_index=self.pad_id, label_smoothing=label_smoothing)
 
     # -- scoring and decoding ---------------------------------------------------------------------
     def decode_limit(self, src: Tensor, max_len: int | None = None) -> int:
