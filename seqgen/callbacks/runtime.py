@@ -178,7 +178,7 @@ def _grouped(pl_module: L.LightningModule) -> bool:
 
 class Throughput(L.Callback):
     """Wall-clock training speed: steps/s and items/s (tokens for LMs, images for CNNs) after
-    ``warmup`` steps, logged each epoch as ``perf/steps_per_sec`` and ``perf/items_per_sec``.
+    ``warmup`` steps (with steps per execution, from the first group that starts after them), logged each epoch as ``perf/steps_per_sec`` and ``perf/items_per_sec``.
     Time spent in validation loops is left out (``exclude_validation``), as fairseq's words/s
     leaves it out; checkpoint writing, logging and the loop's own hooks stay in."""
 
@@ -197,10 +197,12 @@ class Throughput(L.Callback):
         import time
 
         # counted in batches, not global steps (a GAN's global step counts both of its optimisers);
-        # with steps per execution a training step takes a list of K batches
-        self.seen += len(batch) if _grouped(pl_module) else 1
-        if self.seen > self.warmup and self.start is None:
+        # with steps per execution a training step takes a list of K batches, and the clock starts
+        # at the first group that begins after the warm-up: a group that straddles it (a first group
+        # of K >= warmup batches holds the cold first step) is not timed
+        if self.start is None and self.seen >= self.warmup:
             self.start = time.perf_counter()
+        self.seen += len(batch) if _grouped(pl_module) else 1
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         import time
