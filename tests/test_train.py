@@ -414,6 +414,35 @@ def test_rng_state_round_trips_through_a_safe_load_and_reads_the_older_form():
     assert random.random() == expected[0]
 
 
+def test_epoch_seeding_leaves_every_rng_as_lightnings_seed_everything_does(monkeypatch):
+    """``EpochSeed`` seeds each epoch with ``seed_all``: Python's, NumPy's and torch's generators and
+    Lightning's two variables end as ``seed_everything(workers=True)`` leaves them; on a CPU run it
+    never formats a Python stack for devices that were not started (torch.manual_seed's lazy calls)."""
+    import os
+    import random
+    import traceback
+
+    import lightning as L
+    import numpy as np
+
+    from seqgen.callbacks.runtime import seed_all
+
+    def draws():
+        return (random.random(), float(np.random.rand()), torch.rand(3).tolist(), os.environ["PL_GLOBAL_SEED"],
+                os.environ["PL_SEED_WORKERS"])
+
+    monkeypatch.setenv("PL_GLOBAL_SEED", "0")
+    monkeypatch.setenv("PL_SEED_WORKERS", "0")
+    L.seed_everything(1234 + 5, workers=True, verbose=False)
+    expected = draws()
+    torch.rand(7), random.random(), np.random.rand()  # move every stream on
+    calls = []
+    monkeypatch.setattr(traceback, "format_stack", lambda *a, **k: calls.append(1) or [])
+    seed_all(1234 + 5)
+    assert draws() == expected
+    assert calls == [] or torch.cuda.is_initialized()
+
+
 def test_checkpoint_monitor_candidates_equal_lightnings_and_are_copies():
     """RunCheckpoint copies the logged values with Tensor.clone instead of deepcopy: the same keys,
     values and dtypes as Lightning's ModelCheckpoint gives, and later changes to the logged tensors
