@@ -43,6 +43,12 @@ ROWS = [
 ]
 
 
+def timed_steps(steps: int, warmup: int, k: int) -> int:
+    """seqgen's ``max_steps``: the clock starts at the first group of ``k`` steps that begins after
+    the warm-up (a first group of ``k >= warmup`` steps holds the cold first step), then ``steps``."""
+    return steps + max(warmup, k)
+
+
 def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list[list[object]]:
     out = []
     accel = "gpu" if device == "cuda" else "cpu"
@@ -55,11 +61,12 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list
             precision = "32-true" if variant != "bf16-mixed" else "bf16-mixed"
             over = [*task, *(tiny_over if tiny else []), f"trainer.precision={precision}", f"trainer.accelerator={accel}",
                     "trainer.max_epochs=-1", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0",
-                    "test=false", f"trainer.max_steps={steps + warmup}", *QUIET]
+                    "test=false", *QUIET]
             if variant == "compile":
                 over.append("model.compile=true")
             cfg = make_cfg(tmp / f"{len(out)}", over)
             k = int(cfg.get("steps_per_execution", 1))
+            over.append(f"trainer.max_steps={timed_steps(steps, warmup, k)}")
             with contextlib.redirect_stdout(io.StringIO()):
                 plain = plain_loop(cfg, steps, warmup, precision, device, compile=variant == "compile")
                 ours = seqgen_run(make_cfg(tmp / f"{len(out)}s", over), steps, warmup)
@@ -68,9 +75,9 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list
             print(out[-1], flush=True)
     # DDP with one device: the strategy's own per-step cost
     over = ["task=digits_mlp", "trainer=ddp", "trainer.devices=1", f"trainer.accelerator={accel}", "trainer.max_epochs=-1",
-            f"trainer.max_steps={steps + warmup}", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0",
-            "test=false", *QUIET]
+            "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
     cfg = make_cfg(tmp / "ddp", over)
+    over.append(f"trainer.max_steps={timed_steps(steps, warmup, int(cfg.get('steps_per_execution', 1)))}")
     with contextlib.redirect_stdout(io.StringIO()):
         plain = plain_loop(cfg, steps, warmup, "32-true", device)
         ours = seqgen_run(make_cfg(tmp / "ddp_s", over), steps, warmup)

@@ -171,14 +171,16 @@ def main() -> None:
             for prec in args.precisions:
                 overrides = [f"task={task}", f"trainer.precision={prec}", "trainer.max_epochs=-1",
                              "trainer.limit_val_batches=2", "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
-                # a GAN's Lightning global_step counts both optimisers' steps
-                total = (steps + warmup) * (2 if task.endswith("gan") else 1)
-                overrides.append(f"trainer.max_steps={total}")
                 if task == "char_lm" or task.startswith("lm_"):
                     overrides.append("callbacks.text_samples=null")
                 overrides += args.set
                 cfg = make_cfg(Path(tmp) / f"{task}_{prec}", overrides)
                 k = args.k or int(cfg.get("steps_per_execution", 1))
+                # seqgen's clock starts at the first group that begins after the warm-up (a first group of
+                # K >= warmup steps holds the cold first step): `steps` steps are timed after it. A GAN's
+                # Lightning global_step counts both optimisers' steps
+                total = (steps + max(warmup, k)) * (2 if task.endswith("gan") else 1)
+                overrides.append(f"trainer.max_steps={total}")
                 runs = []  # (plain, K=1, K) steps/s, one triple per repeat
                 for r in range(args.repeat):
                     with contextlib.redirect_stdout(io.StringIO()):
