@@ -89,6 +89,30 @@ def test_groups_are_the_loaders_own_batches_in_order():
     assert len(limited) == 3 and [len(g) for g in limited] == [2, 2, 1] and limited.batches_per_epoch() == 5
 
 
+@pytest.mark.parametrize("binarize, limit", [("stochastic", None), (None, 13)])
+def test_a_group_gathered_at_once_holds_the_loaders_own_batches(binarize, limit):
+    """An in-memory image set (TensorPairs) is read a group at a time (one gather for K batches):
+    the batches, their order and the stochastic binarisation's draws are the ungrouped loader's,
+    epoch after epoch, with a batch limit too."""
+    from seqgen.data.grouping import _gathers
+    from seqgen.data.images import ImageDataModule
+
+    def loader():
+        dm = ImageDataModule("digits", normalize=False, binarize=binarize, batch_size=32)
+        dm.setup()
+        return dm.train_dataloader()
+
+    plain, grouped = loader(), group_loader(loader(), 8, limit=limit)
+    assert _gathers(grouped)
+    for epoch in (0, 1):
+        plain.sampler.set_epoch(epoch), grouped.sampler.set_epoch(epoch)
+        expected = list(plain)[:limit]
+        got = [b for group in grouped for b in group]
+        assert len(got) == len(expected) and len(got) > 8
+        for (x, y), (ex, ey) in zip(got, expected):
+            assert torch.equal(x, ex) and torch.equal(y, ey) and x.dtype == ex.dtype
+
+
 @pytest.mark.parametrize("overrides, match", [
     (["steps_per_execution=0"], "steps_per_execution must be a positive integer"),
     (["steps_per_execution=4", "trainer.accumulate_grad_batches=2"], "cannot be combined with trainer.accumulate_grad_batches"),

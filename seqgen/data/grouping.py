@@ -20,8 +20,34 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 
+def _gathers(loader: DataLoader) -> bool:
+    """Whether a group's batches can be read with one ``gather_examples`` of the dataset: a
+    single-process loader batching a map-style dataset that has one (``gather_examples``: ``TensorPairs``), its batches
+    plain (no pinned memory)."""
+    return (loader.num_workers == 0 and loader.batch_sampler is not None and not loader.pin_memory
+            and callable(getattr(loader.dataset, "gather_examples", None)))
+
+
+def _gathered_batches(loader: DataLoader) -> Iterator[Any]:
+    """The loader's batches, in its order, read a group at a time: the indices of ``group``
+    batches from its batch sampler, one ``dataset.gather_examples`` of all of them (one indexing of the
+    in-memory tensors instead of one per batch, and no DataLoader step per batch), split back
+    into the batches, each through the loader's ``collate_fn`` as it is served. The same batches
+    as the loader's own iterator (tests/test_execution.py); ``iter(batch_sampler)`` starts the
+    epoch as the loader's iterator starts it (a sampler's epoch and resume bookkeeping)."""
+    import torch
+
+    indices = iter(loader.batch_sampler)
+    while chunk := list(itertools.islice(indices, loader.group)):
+        sizes = [len(b) for b in chunk]
+        parts = loader.dataset.gather_examples(torch.tensor([i for b in chunk for i in b], dtype=torch.long))
+        split = [p.split(sizes) for p in parts]
+        for j in range(len(chunk)):
+            yield loader.collate_fn(tuple(s[j] for s in split))
+
+
 def _grouped_iter(self: DataLoader) -> Iterator[list[Any]]:
-    batches = type(self)._base_iter(self)
+    batches = _gathered_batches(self) if _gathers(self) else type(self)._base_iter(self)
     if self.limit is not None:
         # a resumed epoch's loader starts after the batches already trained on: only the rest of the limit
         batches = itertools.islice(batches, max(self.limit - self.resumed_at(), 0))
