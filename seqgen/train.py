@@ -7,6 +7,7 @@ prints and saves the final metrics. Importable: tests and sweepers call it in-pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -49,7 +50,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     save's 4-10 ms, once or twice an epoch. A removal (the previous best checkpoint's) is queued
     behind the pending writes on the same thread. Every pending write and removal is finished
     before a checkpoint is loaded and when the trainer tears down (end of fit, an error, an
-    interrupt); a failed write raises :class:`CheckpointError` there or at the next save."""
+    interrupt); a failed write raises :class:`CheckpointError` there or at the next save.
+
+    Saves made inside :meth:`deferring` (``RunCheckpoint(write_within_s=...)``: the best model so
+    far) are only copied (tensors cloned, containers copied: a fraction of serialising) and written
+    within that many seconds -- at the first save, removal, epoch end (:meth:`flush_due`) after the
+    time is up, before any other checkpoint is written (a ``last.ckpt`` never names a best file
+    that is not there), before a load, and when the trainer tears down. A deferred one that is
+    removed before then (a better model came) is never serialised or written."""
 
     def __init__(self, background: bool = True, max_pending: int = 2):
         super().__init__()
@@ -58,11 +66,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._executor: Any = None
         self._pending: list[Any] = []
         self._trainer: Any = None  # a weak reference, from attach()
+        self._defer_s = 0.0
+        self._deferred: dict[Path, tuple[dict[str, Any], float]] = {}  # path -> (copy, due by), in save order
+
+    @contextlib.contextmanager
+    def deferring(self, seconds: float):
+        """Within the block, saves are deferred by up to ``seconds`` (while the trainer runs)."""
+        before, self._defer_s = self._defer_s, float(seconds)
+        try:
+            yield
+        finally:
+            self._defer_s = before
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         import io
+        import time
 
         path = Path(path)
+        if self._defer_s > 0 and self._in_background():
+            self._deferred.pop(path, None)  # re-inserted last: the save order is kept
+            self._deferred[path] = (_copy_state(checkpoint), time.monotonic() + self._defer_s)
+            return
+        self.flush_deferred()
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         if not self._in_background():
@@ -70,6 +95,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             _write_atomically(buffer, path)
             return
         self._submit(_write_atomically, buffer, path)
+
+    def flush_deferred(self) -> None:
+        """Serialise the deferred checkpoints, in the order they were saved, and queue their writes."""
+        import io
+
+        deferred, self._deferred = self._deferred, {}
+        for path, (state, _) in deferred.items():
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            if self._in_background():
+                self._submit(_write_atomically, buffer, path)
+            else:
+                self.wait()
+                _write_atomically(buffer, path)
+
+    def flush_due(self) -> None:
+        """:meth:`flush_deferred` once the first deferred checkpoint's time is up."""
+        import time
+
+        if self._deferred and min(due for _, due in self._deferred.values()) <= time.monotonic():
+            self.flush_deferred()
 
     def _submit(self, fn: Any, *args: Any) -> None:
         """Run ``fn(*args)`` on the writer thread, after every write or removal submitted before it.
@@ -101,7 +147,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return self.background and (trainer is None or trainer.state.status == TrainerStatus.RUNNING)
 
     def wait(self) -> None:
-        """Finish every pending write; raise the first one's error."""
+        """Write the deferred checkpoints and finish every pending write; raise the first one's error."""
+        self.flush_deferred()
         pending, self._pending = self._pending, []
         errors = [e for e in (f.exception() for f in pending) if e is not None]
         if errors:
@@ -112,6 +159,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return super().load_checkpoint(path, *args, **kwargs)
 
     def remove_checkpoint(self, path: Any) -> None:
+        self._deferred.pop(Path(path), None)  # superseded before it was written: never written
+        self.flush_due()
         if self._executor is not None and self._in_background():
             # queued behind the pending writes on the one writer thread: a file is never removed
             # before a write to it that was asked for earlier, and the loop does not wait for the
@@ -128,6 +177,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
+
+
+def _copy_state(obj: Any) -> Any:
+    """A copy of a checkpoint dict that later training does not change: tensors cloned, dicts,
+    lists and tuples rebuilt, immutable values shared, anything else deep-copied."""
+    import copy
+    from collections import OrderedDict
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    kind = type(obj)
+    if kind in (dict, OrderedDict):
+        return kind((k, _copy_state(v)) for k, v in obj.items())
+    if kind in (list, tuple):
+        return kind(_copy_state(v) for v in obj)
+    if obj is None or kind in (bool, int, float, str, bytes, torch.dtype, torch.device):
+        return obj
+    return copy.deepcopy(obj)
 
 
 def _write_atomically(data: Any, path: Path) -> None:

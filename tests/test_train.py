@@ -177,6 +177,73 @@ def test_checkpoint_writes_run_behind_the_loop_and_finish_before_a_load_or_a_rem
     io.teardown()
 
 
+def test_a_deferred_best_checkpoint_is_a_copy_written_in_time_before_others_or_never(tmp_path, monkeypatch):
+    """Inside ``deferring`` a save only copies the state (later training does not reach the copy);
+    a removal before it is written means it is never written; any other save, a due time reached
+    (``flush_due``), a load and the teardown write it first, in the order of the saves."""
+    import time
+
+    import seqgen.train as train_mod
+
+    written, real = [], train_mod._write_atomically
+    monkeypatch.setattr(train_mod, "_write_atomically", lambda data, path: (written.append(path.name), real(data, path)))
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    io, state = train_mod.AtomicCheckpointIO(), {"w": torch.arange(4.0), "best": {"k": [torch.ones(1)]}}
+    with io.deferring(30):
+        io.save_checkpoint(state, tmp_path / "a.ckpt")
+    state["w"].add_(1), state["best"]["k"][0].add_(1)  # training goes on
+    with io.deferring(30):
+        io.save_checkpoint(state, tmp_path / "b.ckpt")
+    io.remove_checkpoint(tmp_path / "a.ckpt")  # a better model came first: a is never written
+    io.save_checkpoint({"w": torch.zeros(2)}, tmp_path / "last.ckpt")  # b is written before it
+    io.wait()
+    assert written == ["b.ckpt", "last.ckpt"] and not (tmp_path / "a.ckpt").exists()
+    b = torch.load(tmp_path / "b.ckpt", weights_only=True)
+    assert torch.equal(b["w"], torch.arange(4.0) + 1) and torch.equal(b["best"]["k"][0], torch.full((1,), 2.0))
+    with io.deferring(30):
+        io.save_checkpoint(state, tmp_path / "c.ckpt")
+    state["w"].add_(1)
+    clock[0] += 29
+    io.flush_due()
+    assert not (tmp_path / "c.ckpt").exists() and written[-1] == "last.ckpt"
+    clock[0] += 2
+    io.flush_due()  # its time is up
+    assert torch.equal(io.load_checkpoint(tmp_path / "c.ckpt", weights_only=True)["w"], torch.arange(4.0) + 1)
+    with io.deferring(30):
+        io.save_checkpoint(state, tmp_path / "d.ckpt")
+    io.teardown()  # the end of a fit (or an error) writes what is deferred
+    assert written[-1] == "d.ckpt" and torch.equal(torch.load(tmp_path / "d.ckpt", weights_only=True)["w"],
+                                                   torch.arange(4.0) + 2)
+
+
+def test_deferred_best_checkpoints_are_the_same_best_with_fewer_writes(tmp_path, monkeypatch):
+    """``write_within_s`` on the best-model checkpoint: a run whose loss falls at every epoch skips
+    the writes of bests replaced within the time, and ends with the same file with the same weights
+    as a run that writes every new best at once; the test after fit loads it."""
+    import seqgen.train as train_mod
+
+    real, written = train_mod._write_atomically, []
+    monkeypatch.setattr(train_mod, "_write_atomically", lambda data, path: (written.append(path.name), real(data, path)))
+    overrides = [*TINY, "trainer.max_epochs=3", "trainer.limit_train_batches=4", "callbacks.early_stopping=null"]
+    runs = {}
+    for within in (0, 3600):
+        written.clear()
+        metrics = run(make_cfg(tmp_path / f"w{within}", [*overrides, f"callbacks.model_checkpoint.write_within_s={within}"]))
+        files = sorted(p.name for p in (tmp_path / f"w{within}" / "run" / "checkpoints").glob("epoch_*.ckpt"))
+        runs[within] = (metrics, list(written), files)
+    (m0, writes0, files0), (m1, writes1, files1) = runs[0], runs[3600]
+    # the loss fell at every epoch; last.ckpt is written after the first epoch and the last
+    assert writes0 == ["epoch_000.ckpt", "last.ckpt", "epoch_001.ckpt", "epoch_002.ckpt", "last.ckpt"]
+    # deferred: epoch 0's best goes out just before the last.ckpt that names it, epoch 1's never
+    assert writes1 == ["epoch_000.ckpt", "last.ckpt", "epoch_002.ckpt", "last.ckpt"]
+    assert files0 == files1 == ["epoch_002.ckpt"]
+    w0 = torch.load(tmp_path / "w0" / "run" / "checkpoints" / "epoch_002.ckpt", weights_only=True)["state_dict"]
+    w1 = torch.load(tmp_path / "w3600" / "run" / "checkpoints" / "epoch_002.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert m1["test/loss"] == m0["test/loss"]
+
+
 def test_skip_nonfinite_skips_the_step_and_goes_on(tmp_path):
     cfg = make_cfg(tmp_path, [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "model.skip_nonfinite=true",
                               "+callbacks.poison._target_=conftest.PoisonAt", "+callbacks.poison.step=2"])
