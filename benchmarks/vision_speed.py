@@ -64,7 +64,7 @@ def seqgen_vs_plain(batch: int, steps: int, precision: str) -> tuple[float, floa
                                            "trainer.num_sanity_val_steps=0", "test=false", "model.augment=[]",
                                            "model.scheduler.name=none", f"trainer.precision={precision}",
                                            "model.optimizer.nesterov=false", "model.optimizer.weight_decay=0.0"])
-        timer = Throughput(warmup=2)
+        timer = Throughput(warmup=2, log_rates=False)
         run(cfg, extra_callbacks=[timer])
         ours = timer.items_per_sec
     torch.manual_seed(0)

@@ -313,8 +313,8 @@ def test_extra_callbacks_join_the_configured_ones(tmp_path):
     from seqgen.callbacks import Throughput
 
     timer = Throughput(warmup=1)
-    run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=4"]), extra_callbacks=[timer])
-    assert timer.steps == 3 and timer.items_per_sec > 0
+    metrics = run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=4"]), extra_callbacks=[timer])
+    assert timer.steps == 3 and timer.items_per_sec > 0 and metrics["perf/steps_per_sec"] > 0
 
 
 def test_throughput_leaves_validation_time_out(tmp_path):
@@ -333,9 +333,11 @@ def test_throughput_leaves_validation_time_out(tmp_path):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             self.paused = train_only.paused
 
-    train_only, wall, probe = Throughput(warmup=1), Throughput(warmup=1, exclude_validation=False), PausedAtLastBatch()
-    run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=3", "trainer.limit_train_batches=3"]),
-        extra_callbacks=[SlowValidation(), train_only, wall, probe])
+    train_only, wall = Throughput(warmup=1, log_rates=False), Throughput(warmup=1, exclude_validation=False, log_rates=False)
+    probe = PausedAtLastBatch()
+    metrics = run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=3", "trainer.limit_train_batches=3"]),
+                  extra_callbacks=[SlowValidation(), train_only, wall, probe])
+    assert not any(k.startswith("perf/") for k in metrics)  # timers only: they log nothing
     assert train_only.steps == wall.steps == 8 and wall.paused == 0.0
     # two validations fall between timed batches (after epochs 0 and 1): the wall-clock timer counts
     # them, the training-only one leaves them out; the third comes after the last batch

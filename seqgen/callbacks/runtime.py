@@ -217,13 +217,17 @@ def _grouped(pl_module: L.LightningModule) -> bool:
 
 class Throughput(L.Callback):
     """Wall-clock training speed: steps/s and items/s (tokens for LMs, images for CNNs) after
-    ``warmup`` steps (with steps per execution, from the first group that starts after them), logged each epoch as ``perf/steps_per_sec`` and ``perf/items_per_sec``.
-    Time spent in validation loops is left out (``exclude_validation``), as fairseq's words/s
-    leaves it out; checkpoint writing, logging and the loop's own hooks stay in."""
+    ``warmup`` steps (with steps per execution, from the first group that starts after them),
+    logged each epoch as ``perf/steps_per_sec`` and ``perf/items_per_sec`` (not with ``log_rates=False``:
+    a timer only). Time spent in validation loops is left out (``exclude_validation``), as
+    fairseq's words/s leaves it out; checkpoint writing, logging and the loop's own hooks stay in."""
 
-    def __init__(self, warmup: int = 5, exclude_validation: bool = True):
+    def __init__(self, warmup: int = 5, exclude_validation: bool = True, log_rates: bool = True):
         self.warmup = warmup
         self.exclude_validation = exclude_validation
+        # False: a timer only (benchmarks), adding no logging of its own to what it times (not `log`:
+        # Lightning gives every callback a `log` attribute, the module's log method)
+        self.log_rates = log_rates
         self.seen = 0  # batches started (the warm-up is counted in batches)
         self.steps = 0
         self.items = 0
@@ -276,7 +280,7 @@ class Throughput(L.Callback):
         return self.items / self.elapsed if self.elapsed else float("nan")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.elapsed:
+        if self.elapsed and self.log_rates:
             pl_module.log("perf/steps_per_sec", self.steps_per_sec)
             pl_module.log("perf/items_per_sec", self.items_per_sec)
 
