@@ -43,13 +43,10 @@ ROWS = [
 ]
 
 
-def timed_steps(steps: int, warmup: int, k: int) -> int:
-    """seqgen's ``max_steps``: the clock starts at the first group of ``k`` steps that begins after
-    the warm-up (a first group of ``k >= warmup`` steps holds the cold first step), then ``steps``."""
-    return steps + max(warmup, k)
-
-
 def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list[list[object]]:
+    """Each row: the plain loop and seqgen timed over ``steps`` steps after ``max(warmup, K)``: seqgen's
+    clock starts at the first group that begins after the warm-up (a first group of K >= warmup steps
+    holds the cold first step), and the plain loop leaves as many out."""
     out = []
     accel = "gpu" if device == "cuda" else "cpu"
     for name, task, per_step, tiny_over in ROWS:
@@ -66,9 +63,9 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list
                 over.append("model.compile=true")
             cfg = make_cfg(tmp / f"{len(out)}", over)
             k = int(cfg.get("steps_per_execution", 1))
-            over.append(f"trainer.max_steps={timed_steps(steps, warmup, k)}")
+            over.append(f"trainer.max_steps={steps + max(warmup, k)}")
             with contextlib.redirect_stdout(io.StringIO()):
-                plain = plain_loop(cfg, steps, warmup, precision, device, compile=variant == "compile")
+                plain = plain_loop(cfg, steps, max(warmup, k), precision, device, compile=variant == "compile")
                 ours = seqgen_run(make_cfg(tmp / f"{len(out)}s", over), steps, warmup)
             scale = per_step(cfg)
             out.append([name, variant, k, round(plain * scale, 1), round(ours * scale, 1), round(ours / plain, 3)])
@@ -77,9 +74,10 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list
     over = ["task=digits_mlp", "trainer=ddp", "trainer.devices=1", f"trainer.accelerator={accel}", "trainer.max_epochs=-1",
             "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
     cfg = make_cfg(tmp / "ddp", over)
-    over.append(f"trainer.max_steps={timed_steps(steps, warmup, int(cfg.get('steps_per_execution', 1)))}")
+    k = int(cfg.get("steps_per_execution", 1))
+    over.append(f"trainer.max_steps={steps + max(warmup, k)}")
     with contextlib.redirect_stdout(io.StringIO()):
-        plain = plain_loop(cfg, steps, warmup, "32-true", device)
+        plain = plain_loop(cfg, steps, max(warmup, k), "32-true", device)
         ours = seqgen_run(make_cfg(tmp / "ddp_s", over), steps, warmup)
     out.append(["digits MLP, trainer=ddp devices=1 (steps/s)", "fp32", int(cfg.get("steps_per_execution", 1)),
                 round(plain, 1), round(ours, 1), round(ours / plain, 3)])
