@@ -317,6 +317,19 @@ def test_extra_callbacks_join_the_configured_ones(tmp_path):
     assert timer.steps == 3 and timer.items_per_sec > 0 and metrics["perf/steps_per_sec"] > 0
 
 
+def test_throughput_counts_the_steps_a_group_cut_by_max_steps_made(tmp_path):
+    """With steps per execution, a group that max_steps cuts short trains on its first micro-batches
+    only; the timer counts those (it counted the whole group, 16 steps for 12 here)."""
+    from seqgen.callbacks import Throughput
+
+    timer = Throughput(warmup=0, log_rates=False)
+    run(make_cfg(tmp_path, ["task=digits_mlp", "data.batch_size=32", "steps_per_execution=8", "trainer.max_steps=12",
+                            "trainer.max_epochs=-1",
+                            "callbacks.progress_bar=null", "trainer.enable_model_summary=false", "test=false"]),
+        extra_callbacks=[timer])
+    assert timer.steps == 12 and timer.items == 12 * 32
+
+
 def test_throughput_leaves_validation_time_out(tmp_path):
     import time
 

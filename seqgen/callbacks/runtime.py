@@ -265,7 +265,8 @@ class Throughput(L.Callback):
 
         if self.start is None:
             return
-        for micro in batch if _grouped(pl_module) else [batch]:
+        # a group cut short by max_steps trains on its first micro-batches only
+        for micro in batch[: getattr(pl_module, "last_group_size", len(batch))] if _grouped(pl_module) else [batch]:
             self.steps += 1
             first = micro[1] if isinstance(micro, (tuple, list)) and len(micro) > 1 else micro
             self.items += int(first.numel()) if hasattr(first, "numel") else 0

@@ -195,6 +195,7 @@ def grouped_training_step(module: L.LightningModule, batches: list[Any], batch_i
     automatic = module.automatic_optimization
     if automatic and trainer.max_steps is not None and trainer.max_steps >= 0:
         n = max(1, min(n, trainer.max_steps - module.global_step))  # stop at max_steps, not past it
+    module.last_group_size = n  # the micro-batches this group trains on (a timer counts these, not len(batches))
     log = DeferredLog(module)
     deferred = hasattr(module, "defer_losses")
     if deferred:
