@@ -111,13 +111,16 @@ class DeferredLog:
             if reduce == "mean":
                 return sum(v * w for v, w in zip(values, weights)) / sum(weights)
             return {"sum": sum, "max": max, "min": min}[reduce](values)
-        device = next(v.device for v in values if isinstance(v, Tensor))
-        stacked = torch.stack([(v.float().mean() if v.numel() != 1 else v.float().reshape(()))
-                               if isinstance(v, Tensor) else torch.tensor(float(v), device=device) for v in values])
+        if all(type(v) is Tensor and v.dim() == 0 and v.dtype == values[0].dtype for v in values):
+            stacked = torch.stack(values).float()  # the usual case, scalars of one dtype: one kernel, not two a value
+        else:
+            device = next(v.device for v in values if isinstance(v, Tensor))
+            stacked = torch.stack([(v.float().mean() if v.numel() != 1 else v.float().reshape(()))
+                                   if isinstance(v, Tensor) else torch.tensor(float(v), device=device) for v in values])
         if reduce == "mean":
             if len(set(weights)) == 1:
                 return stacked.mean()
-            w = torch.tensor(weights, dtype=stacked.dtype).to(device, non_blocking=True)
+            w = torch.tensor(weights, dtype=stacked.dtype).to(stacked.device, non_blocking=True)
             return (stacked * w).sum() / sum(weights)
         return {"sum": stacked.sum, "max": stacked.max, "min": stacked.min}[reduce]()
 
