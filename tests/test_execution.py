@@ -34,6 +34,9 @@ CASES = {
                                 "model.eval_samples=200"],
     "translator": ["task=dates_attn", "data.num_train=600", "data.num_eval=60", "model.net.hidden_size=32",
                    "trainer.max_epochs=2", "callbacks.early_stopping=null"],
+    "translator_bf16_cast_cache": ["task=dates_attn", "data.num_train=1000", "data.batch_size=64", "data.num_eval=30",
+                                   "model.net.hidden_size=16",
+                                   "trainer.max_epochs=1", "trainer.precision=bf16-mixed", "callbacks.early_stopping=null"],
 }
 
 

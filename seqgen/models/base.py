@@ -3,6 +3,7 @@ non-finite loss handling. Subclasses implement one training objective each."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -77,6 +78,18 @@ class SeqgenModule(L.LightningModule):
             return grouped_training_step(self, batches, batch_idx)
 
         self.__dict__["training_step"] = types.MethodType(training_step, self)
+
+    def weights_cast_once(self) -> Any:
+        """A block in which, under mixed precision, each weight is cast to the lower precision once
+        (torch's autocast cache) rather than at every use. Lightning's mixed precision turns the
+        cache off, so a decoder stepping through T positions cast its weights T times a step (the
+        dates translator in bf16: 67 against 64 ms a forward + backward here). The cache is cleared
+        on leaving the block: the next optimiser step changes the weights. Outside autocast, or with
+        the cache already on, it does nothing."""
+        device_type = self.device.type
+        if not torch.is_autocast_enabled(device_type) or torch.is_autocast_cache_enabled():
+            return contextlib.nullcontext()
+        return _cached_casts(device_type)
 
     def use_channels_last(self, on: bool) -> None:
         """NHWC memory format for ``self.net``'s convolutions (oneDNN's faster kernels on CPUs, tensor
@@ -221,6 +234,15 @@ class SeqgenModule(L.LightningModule):
             total = int(total) if total is not None and math.isfinite(total) else None
         sched = build_scheduler(opt, sname, total_steps=total, **scfg)
         return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
+
+
+@contextlib.contextmanager
+def _cached_casts(device_type: str) -> Any:
+    with torch.autocast(device_type, dtype=torch.get_autocast_dtype(device_type), cache_enabled=True):
+        try:
+            yield
+        finally:
+            torch.clear_autocast_cache()
 
 
 def _scaled_and_clipped(trainer: Any) -> bool:

@@ -93,23 +93,26 @@ class Translator(SeqgenModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         tgt = batch["tgt"]
-        if self._net_takes_targets:
-            loss = self.net(batch["src"], tgt[:, :-1], teacher_forcing=self.teacher_forcing,
-                            src_lengths=batch.get("src_lengths"), targets=tgt[:, 1:], label_smoothing=self.label_smoothing)
-        else:
-            logits = self.net(batch["src"], tgt[:, :-1], teacher_forcing=self.teacher_forcing,
-                              src_lengths=batch.get("src_lengths"))
-            loss = self._loss(logits, tgt[:, 1:], self.label_smoothing)
+        with self.weights_cast_once():  # the decoder steps through the target: one cast of its weights
+            if self._net_takes_targets:
+                loss = self.net(batch["src"], tgt[:, :-1], teacher_forcing=self.teacher_forcing,
+                                src_lengths=batch.get("src_lengths"), targets=tgt[:, 1:],
+                                label_smoothing=self.label_smoothing)
+            else:
+                logits = self.net(batch["src"], tgt[:, :-1], teacher_forcing=self.teacher_forcing,
+                                  src_lengths=batch.get("src_lengths"))
+                loss = self._loss(logits, tgt[:, 1:], self.label_smoothing)
         self.log("train/loss", loss, prog_bar=False, on_step=True, on_epoch=True, batch_size=tgt.size(0))
         return self.finite_or_skip(loss)
 
     def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
         src, tgt = batch["src"], batch["tgt"]
-        logits = self.net(src, tgt[:, :-1], src_lengths=batch.get("src_lengths"))
-        n_tokens = int((tgt[:, 1:] != self.pad_id).sum())
-        self.eval_loss[stage].update(self._loss(logits, tgt[:, 1:], 0.0), n_tokens)
         keep = stage == "test" and len(self.test_outputs) < self.keep_attention
-        tokens, scores, attn = self.translate_ids(src, 1 if stage == "val" else self.beam_size, return_attention=keep)
+        with self.weights_cast_once():  # teacher-forced pass and decoding: the weights cast once
+            logits = self.net(src, tgt[:, :-1], src_lengths=batch.get("src_lengths"))
+            n_tokens = int((tgt[:, 1:] != self.pad_id).sum())
+            self.eval_loss[stage].update(self._loss(logits, tgt[:, 1:], 0.0), n_tokens)
+            tokens, scores, attn = self.translate_ids(src, 1 if stage == "val" else self.beam_size, return_attention=keep)
         detok = self._detok()
         hyps = [detok(row) for row in tokens.tolist()]
         refs = list(batch["tgt_text"])
