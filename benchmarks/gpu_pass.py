@@ -79,7 +79,7 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list
     with contextlib.redirect_stdout(io.StringIO()):
         plain = plain_loop(cfg, steps, max(warmup, k), "32-true", device)
         ours = seqgen_run(make_cfg(tmp / "ddp_s", over), steps, warmup)
-    out.append(["digits MLP, trainer=ddp devices=1 (steps/s)", "fp32", int(cfg.get("steps_per_execution", 1)),
+    out.append(["digits MLP, trainer=ddp devices=1 (steps/s)", "fp32", k,
                 round(plain, 1), round(ours, 1), round(ours / plain, 3)])
     out.append(["host syncs per training step", "fp32", 8, "-", sync_count(tmp, device, steps), "-"])
     return out

@@ -79,7 +79,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self._defer_s = before
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        import io
         import time
 
         path = Path(path)
@@ -88,6 +87,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self._deferred[path] = (_copy_state(checkpoint), time.monotonic() + self._defer_s)
             return
         self.flush_deferred()
+        self._write(checkpoint, path)
+
+    def _write(self, checkpoint: dict[str, Any], path: Path) -> None:
+        """Serialise ``checkpoint`` now; write it on the writer thread while the trainer runs,
+        otherwise at once, after the pending writes."""
+        import io
+
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         if not self._in_background():
@@ -98,17 +104,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def flush_deferred(self) -> None:
         """Serialise the deferred checkpoints, in the order they were saved, and queue their writes."""
-        import io
-
         deferred, self._deferred = self._deferred, {}
         for path, (state, _) in deferred.items():
-            buffer = io.BytesIO()
-            torch.save(state, buffer)
-            if self._in_background():
-                self._submit(_write_atomically, buffer, path)
-            else:
-                self.wait()
-                _write_atomically(buffer, path)
+            self._write(state, path)
 
     def flush_due(self) -> None:
         """:meth:`flush_deferred` once the first deferred checkpoint's time is up."""

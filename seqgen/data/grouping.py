@@ -21,9 +21,8 @@ from torch.utils.data import DataLoader
 
 
 def _gathers(loader: DataLoader) -> bool:
-    """Whether a group's batches can be read with one ``gather_examples`` of the dataset: a
-    single-process loader batching a map-style dataset that has one (``gather_examples``: ``TensorPairs``), its batches
-    plain (no pinned memory)."""
+    """Whether a group's batches can be read with one ``gather_examples`` of the dataset (as
+    ``TensorPairs`` has): a single-process loader batching a map-style dataset, no pinned memory."""
     return (loader.num_workers == 0 and loader.batch_sampler is not None and not loader.pin_memory
             and callable(getattr(loader.dataset, "gather_examples", None)))
 
