@@ -8,9 +8,11 @@ prints and saves the final metrics. Importable: tests and sweepers call it in-pr
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,21 +179,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 self._executor = None
 
 
+_SHARED_TYPES = frozenset({bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device})
+
+
 def _copy_state(obj: Any) -> Any:
     """A copy of a checkpoint dict that later training does not change: tensors cloned, dicts,
-    lists and tuples rebuilt, immutable values shared, anything else deep-copied."""
-    import copy
-    from collections import OrderedDict
-
+    lists and tuples rebuilt, immutable values shared, anything else deep-copied. (Called at every
+    new best model, on a few hundred entries: type checks first, no import per call.)"""
+    kind = type(obj)
+    if kind in _SHARED_TYPES:
+        return obj
     if isinstance(obj, torch.Tensor):
         return obj.detach().clone()
-    kind = type(obj)
-    if kind in (dict, OrderedDict):
-        return kind((k, _copy_state(v)) for k, v in obj.items())
-    if kind in (list, tuple):
-        return kind(_copy_state(v) for v in obj)
-    if obj is None or kind in (bool, int, float, str, bytes, torch.dtype, torch.device):
-        return obj
+    if kind is dict or kind is OrderedDict:
+        return kind([(k, _copy_state(v)) for k, v in obj.items()])
+    if kind is list or kind is tuple:
+        return kind([_copy_state(v) for v in obj])
     return copy.deepcopy(obj)
 
 

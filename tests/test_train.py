@@ -217,6 +217,28 @@ def test_a_deferred_best_checkpoint_is_a_copy_written_in_time_before_others_or_n
                                                    torch.arange(4.0) + 2)
 
 
+def test_a_checkpoint_copy_shares_nothing_that_training_changes():
+    """``_copy_state`` (what a deferred best keeps): tensors cloned, dicts (and their kind), lists and
+    tuples rebuilt, immutable values shared, anything else deep-copied; equal to the original."""
+    from collections import OrderedDict, namedtuple
+
+    from seqgen.train import _copy_state
+
+    pair = namedtuple("pair", "a b")
+    state = {"sd": OrderedDict(w=torch.arange(3.0), p=torch.nn.Parameter(torch.ones(2))),
+             "opt": [{"step": torch.tensor(4.0), "lrs": [0.1, 0.2]}], "rng": (3, (1, 2, 3), None),
+             "named": pair([1], torch.zeros(1)), "meta": {"name": "x", "dtype": torch.float32, "n": 2, "ok": True}}
+    copy = _copy_state(state)
+    assert type(copy["sd"]) is OrderedDict and type(copy["named"]) is pair and copy["rng"] == state["rng"]
+    assert copy["meta"] == state["meta"] and copy["opt"][0]["lrs"] == [0.1, 0.2]
+    state["sd"]["w"].add_(1), state["sd"]["p"].data.mul_(3), state["opt"][0]["step"].add_(1)
+    state["opt"][0]["lrs"].append(0.3), state["named"].a.append(2), state["named"].b.add_(5), state["meta"].update(n=3)
+    assert torch.equal(copy["sd"]["w"], torch.arange(3.0)) and torch.equal(copy["sd"]["p"], torch.ones(2))
+    assert not copy["sd"]["p"].requires_grad and copy["opt"][0]["step"].item() == 4.0
+    assert copy["opt"][0]["lrs"] == [0.1, 0.2] and copy["named"].a == [1] and torch.equal(copy["named"].b, torch.zeros(1))
+    assert copy["meta"]["n"] == 2
+
+
 def test_deferred_best_checkpoints_are_the_same_best_with_fewer_writes(tmp_path, monkeypatch):
     """``write_within_s`` on the best-model checkpoint: a run whose loss falls at every epoch skips
     the writes of bests replaced within the time, and ends with the same file with the same weights
