@@ -214,3 +214,36 @@ def test_a_group_logs_each_name_once_with_lightnings_reductions():
     assert "log" not in vars(module)  # Lightning's own method is back after the group
     log.flush()
     assert len(got) == 8  # a second flush has nothing new to log
+
+
+def test_a_host_batch_goes_to_the_cpu_as_it_is_and_anything_else_through_lightning(monkeypatch):
+    """``SeqgenModule.transfer_batch_to_device`` on a CPU device: CPU tensors in lists, tuples and
+    dicts are returned as they are (Lightning would rebuild them around the same tensors); a batch
+    with anything it does not know (an object with its own ``to``, a tensor subclass) takes
+    Lightning's own path, which moves it."""
+    from lightning.pytorch.core.hooks import DataHooks
+
+    from seqgen.models.base import SeqgenModule, on_host
+
+    class Moves:
+        def __init__(self):
+            self.moved_to = None
+
+        def to(self, device, **kwargs):
+            self.moved_to = device
+            return self
+
+    calls = []
+    real = DataHooks.transfer_batch_to_device
+    monkeypatch.setattr(DataHooks, "transfer_batch_to_device", lambda self, *a: (calls.append(a[0]), real(self, *a))[1])
+    module, cpu = SeqgenModule(), torch.device("cpu")
+    group = [(torch.rand(4, 2), torch.arange(4)) for _ in range(3)]
+    text = {"src": torch.zeros(2, 3, dtype=torch.long), "lengths": [3, 2], "ids": ("a", "b"), "n": 2, "none": None}
+    for batch in (group, text, torch.ones(2)):
+        assert module.transfer_batch_to_device(batch, cpu, 0) is batch and on_host(batch)
+    assert calls == []
+    custom = [torch.ones(1), Moves()]
+    out = module.transfer_batch_to_device(custom, cpu, 0)
+    assert calls == [custom] and out[1].moved_to == cpu  # Lightning moved it
+    for odd in ([torch.nn.Parameter(torch.ones(1))], [[[[[torch.ones(1)]]]]], {1, 2}):
+        assert not on_host(odd)
