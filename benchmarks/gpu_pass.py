@@ -66,7 +66,7 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list
             over.append(f"trainer.max_steps={steps + max(warmup, k)}")
             with contextlib.redirect_stdout(io.StringIO()):
                 plain = plain_loop(cfg, steps, max(warmup, k), precision, device, compile=variant == "compile")
-                ours = seqgen_run(make_cfg(tmp / f"{len(out)}s", over), steps, warmup)
+                ours = seqgen_run(make_cfg(tmp / f"{len(out)}s", over), steps, warmup).steps_per_sec
             scale = per_step(cfg)
             out.append([name, variant, k, round(plain * scale, 1), round(ours * scale, 1), round(ours / plain, 3)])
             print(out[-1], flush=True)
@@ -78,7 +78,7 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list
     over.append(f"trainer.max_steps={steps + max(warmup, k)}")
     with contextlib.redirect_stdout(io.StringIO()):
         plain = plain_loop(cfg, steps, max(warmup, k), "32-true", device)
-        ours = seqgen_run(make_cfg(tmp / "ddp_s", over), steps, warmup)
+        ours = seqgen_run(make_cfg(tmp / "ddp_s", over), steps, warmup).steps_per_sec
     out.append(["digits MLP, trainer=ddp devices=1 (steps/s)", "fp32", k,
                 round(plain, 1), round(ours, 1), round(ours / plain, 3)])
     out.append(["host syncs per training step", "fp32", 8, "-", sync_count(tmp, device, steps), "-"])

@@ -11,8 +11,9 @@ clock starts at the first group of K steps that begins after the warm-up, so tha
 holding the cold first step is not timed; the plain loop leaves as many out). The table gives optimiser steps/s (training only; a GAN step is one D
 and one G update) of the plain loop and of seqgen at K=1 and at the recipe's steps per execution,
 their ratios, and the extra milliseconds seqgen spends per step at the recipe's K (Lightning's loop,
-hooks and logging, and per-epoch checkpoints; validation is left out), in fp32 and under bf16
-autocast.
+hooks and logging, and per-epoch checkpoints; validation is left out), of which "between groups" is
+the time per step outside the training steps (epoch ends, checkpoints, an epoch's first read of the
+loader: what a larger K cannot amortise), in fp32 and under bf16 autocast.
 
     python benchmarks/overhead.py [--tasks char_lm digits_lenet dates_attn digits_vae digits_gan]
         [--steps 160] [--precisions 32-true bf16-mixed] [--k 8] [--set paths.data_dir=../shared/data]
@@ -139,10 +140,10 @@ def plain_loop(cfg, steps: int, warmup: int, precision: str, device: str = "cpu"
     return steps / (time.perf_counter() - t0)
 
 
-def seqgen_run(cfg, steps: int, warmup: int) -> float:
+def seqgen_run(cfg, steps: int, warmup: int) -> Throughput:
     timer = Throughput(warmup=warmup, log_rates=False)  # a timer only: users' runs have no such callback
     run(cfg, extra_callbacks=[timer])
-    return timer.steps_per_sec
+    return timer
 
 
 def main() -> None:
@@ -184,16 +185,18 @@ def main() -> None:
                 # both optimisers' steps
                 lead = max(warmup, k)
                 overrides.append(f"trainer.max_steps={(steps + lead) * (2 if task.endswith('gan') else 1)}")
-                runs = []  # (plain, K=1, K) steps/s, one triple per repeat
+                runs, between = [], []  # (plain, K=1, K) steps/s, one triple per repeat; ms/step between groups at K
                 for r in range(args.repeat):
                     with contextlib.redirect_stdout(io.StringIO()):
                         plain = plain_loop(cfg, steps, lead, prec)
                         one = seqgen_run(make_cfg(Path(tmp) / f"{task}_{prec}_k1_{r}", [*overrides, "steps_per_execution=1"]),
-                                         steps, warmup)
-                        ours = seqgen_run(make_cfg(Path(tmp) / f"{task}_{prec}_k{k}_{r}",
-                                                   [*overrides, f"steps_per_execution={k}"]), steps, warmup)
+                                         steps, warmup).steps_per_sec
+                        timer = seqgen_run(make_cfg(Path(tmp) / f"{task}_{prec}_k{k}_{r}",
+                                                    [*overrides, f"steps_per_execution={k}"]), steps, warmup)
+                        ours = timer.steps_per_sec
                         plain = (plain + plain_loop(cfg, steps, lead, prec)) / 2  # again, to bracket drift
                     runs.append((plain, one, ours))
+                    between.append(timer.between_steps_ms)
                     if args.repeat > 1:
                         print(f"  {task} {prec} run {r + 1}: plain {plain:.4g}, K=1 {one:.4g}, K={k} {ours:.4g} steps/s "
                               f"(ratio {ours / plain:.3f})", flush=True)
@@ -201,12 +204,14 @@ def main() -> None:
                 at_k = [o / p for p, _, o in runs]
                 extra_ms = 1000 / ours - 1000 / plain  # the fixed cost per step that the ratio hides
                 row = [task, prec, round(plain, 2), round(one, 2), round(statistics.median(o / p for p, o, _ in runs), 3), k,
-                       round(ours, 2), round(statistics.median(at_k), 3), round(extra_ms, 2)]
+                       round(ours, 2), round(statistics.median(at_k), 3), round(extra_ms, 2),
+                       round(statistics.median(between), 2)]
                 if args.repeat > 1:
                     row.append(f"{min(at_k):.3f}-{max(at_k):.3f}")
                 rows.append(row)
                 print(rows[-1], flush=True)
-    header = ["task", "precision", "plain steps/s", "seqgen K=1", "ratio K=1", "K", "seqgen K", "ratio K", "extra ms/step"]
+    header = ["task", "precision", "plain steps/s", "seqgen K=1", "ratio K=1", "K", "seqgen K", "ratio K", "extra ms/step",
+              "between groups ms/step"]
     header += ["ratio K range"] if args.repeat > 1 else []
     fp32_plain = {r[0]: r[2] for r in rows if r[1] == "32-true"}
     if fp32_plain and any(r[1] != "32-true" for r in rows):  # what bf16 buys: seqgen at K over the fp32 plain loop

@@ -339,6 +339,28 @@ def test_extra_callbacks_join_the_configured_ones(tmp_path):
     assert timer.steps == 3 and timer.items_per_sec > 0 and metrics["perf/steps_per_sec"] > 0
 
 
+def test_throughput_tells_the_time_between_steps_from_the_time_in_them(tmp_path):
+    """``Throughput.between_steps_ms``: the time outside the training steps (here an epoch end that
+    sleeps 60 ms) per timed step; a step that sleeps 300 ms counts in the steps, not between them."""
+    import time
+
+    from seqgen.callbacks import Throughput
+
+    class Slow(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            time.sleep(0.06)
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.current_epoch == 1 and batch_idx == 0:
+                time.sleep(0.3)
+
+    timer = Throughput(warmup=1, log_rates=False)
+    run(make_cfg(tmp_path, [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=4"]), extra_callbacks=[timer, Slow()])
+    between = timer.elapsed - timer.in_steps
+    assert timer.steps == 7 and 0.06 <= between < 0.3 and timer.in_steps >= 0.3
+    assert timer.between_steps_ms == pytest.approx(1000 * between / 7)
+
+
 def test_throughput_counts_the_steps_a_group_cut_by_max_steps_made(tmp_path):
     """With steps per execution, a group that max_steps cuts short trains on its first micro-batches
     only; the timer counts those (it counted the whole group, 16 steps for 12 here)."""

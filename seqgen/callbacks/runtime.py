@@ -234,7 +234,9 @@ class Throughput(L.Callback):
         self.start: float | None = None
         self.elapsed = 0.0
         self.paused = 0.0  # seconds of validation inside the timed window
+        self.in_steps = 0.0  # seconds from on_train_batch_start to on_train_batch_end (a group's, with K)
         self._val_start: float | None = None
+        self._batch_start: float | None = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         import time
@@ -246,6 +248,8 @@ class Throughput(L.Callback):
         if self.start is None and self.seen >= self.warmup:
             self.start = time.perf_counter()
         self.seen += len(batch) if _grouped(pl_module) else 1
+        if self.start is not None:
+            self._batch_start = time.perf_counter()
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         import time
@@ -270,7 +274,10 @@ class Throughput(L.Callback):
             self.steps += 1
             first = micro[1] if isinstance(micro, (tuple, list)) and len(micro) > 1 else micro
             self.items += int(first.numel()) if hasattr(first, "numel") else 0
-        self.elapsed = time.perf_counter() - self.start - self.paused
+        now = time.perf_counter()
+        if self._batch_start is not None:
+            self.in_steps += now - self._batch_start
+        self.elapsed = now - self.start - self.paused
 
     @property
     def steps_per_sec(self) -> float:
@@ -279,6 +286,13 @@ class Throughput(L.Callback):
     @property
     def items_per_sec(self) -> float:
         return self.items / self.elapsed if self.elapsed else float("nan")
+
+    @property
+    def between_steps_ms(self) -> float:
+        """Milliseconds per step spent outside the training steps (groups, with steps per execution):
+        epoch ends, checkpoints, the loader's start of an epoch, the loop's own hooks; validation
+        left out. What a larger K cannot amortise."""
+        return 1000 * (self.elapsed - self.in_steps) / self.steps if self.steps else float("nan")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.elapsed and self.log_rates:
