@@ -217,13 +217,14 @@ def test_a_group_logs_each_name_once_with_lightnings_reductions():
 
 
 def test_a_host_batch_goes_to_the_cpu_as_it_is_and_anything_else_through_lightning(monkeypatch):
-    """``SeqgenModule.transfer_batch_to_device`` on a CPU device: CPU tensors in lists, tuples and
+    """``SeqgenDataModule.transfer_batch_to_device`` (seqgen's data modules) on a CPU device: CPU tensors in lists, tuples and
     dicts are returned as they are (Lightning would rebuild them around the same tensors); a batch
     with anything it does not know (an object with its own ``to``, a tensor subclass) takes
     Lightning's own path, which moves it."""
     from lightning.pytorch.core.hooks import DataHooks
 
-    from seqgen.models.base import SeqgenModule, on_host
+    from seqgen.data import SyntheticSequenceDataModule
+    from seqgen.data.registry import on_host
 
     class Moves:
         def __init__(self):
@@ -236,7 +237,7 @@ def test_a_host_batch_goes_to_the_cpu_as_it_is_and_anything_else_through_lightni
     calls = []
     real = DataHooks.transfer_batch_to_device
     monkeypatch.setattr(DataHooks, "transfer_batch_to_device", lambda self, *a: (calls.append(a[0]), real(self, *a))[1])
-    module, cpu = SeqgenModule(), torch.device("cpu")
+    module, cpu = SyntheticSequenceDataModule(), torch.device("cpu")
     group = [(torch.rand(4, 2), torch.arange(4)) for _ in range(3)]
     text = {"src": torch.zeros(2, 3, dtype=torch.long), "lengths": [3, 2], "ids": ("a", "b"), "n": 2, "none": None}
     for batch in (group, text, torch.ones(2)):

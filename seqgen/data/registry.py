@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import lightning as L
+import torch
 
 from seqgen.errors import ConfigError
 
@@ -85,7 +86,45 @@ class Readers:
         return len(self._readers)
 
 
-class ReaderDataModule(L.LightningDataModule):
+_HOST_LEAVES = frozenset({int, float, bool, str, bytes, type(None)})
+
+
+def on_host(batch: Any, depth: int = 0) -> bool:
+    """Whether ``batch`` is CPU tensors and plain values in lists, tuples and dicts only: a batch that
+    Lightning's transfer to a CPU device would rebuild with the same tensors. Anything else (a
+    tensor subclass, an object with its own ``to``, deep nesting) is not known here: False."""
+    kind = type(batch)
+    if kind in _HOST_LEAVES:
+        return True
+    if kind is torch.Tensor:
+        return batch.is_cpu
+    if depth >= 4:
+        return False
+    if kind is dict:
+        batch = batch.values()
+    elif kind is not list and kind is not tuple:
+        return False
+    for item in batch:
+        if not on_host(item, depth + 1):
+            return False
+    return True
+
+
+class SeqgenDataModule(L.LightningDataModule):
+    """The base of seqgen's data modules: Lightning's, with a batch transfer that hands a batch of CPU
+    tensors (in lists, tuples, dicts) to a CPU run as it is. Lightning's generic walk rebuilt it around
+    the same tensors: 0.2 ms for a group of 41 micro-batches (steps per execution) against 13 µs for
+    the check, once a group and once a validation batch. Anything else takes Lightning's path. (On the
+    data module, not the LightningModule: Lightning uses a data module's override when it has one,
+    and warns when only the model overrides it.)"""
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if device.type == "cpu" and on_host(batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+
+class ReaderDataModule(SeqgenDataModule):
     """The base of each family's data module (Bolts' ``VisionDataModule`` + ``dataset_cls``
     pattern): ``READERS`` is the family's table, ``self.reader`` the dataset's reader, and
     ``prepare_data`` fetches what the reader lists (rank zero only, as Lightning calls it).

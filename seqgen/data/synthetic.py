@@ -22,10 +22,10 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from seqgen.data.registry import SeqgenDataModule
 from seqgen.data.sharding import current_epoch, rank_world, resume_skip
 from seqgen.errors import ConfigError
 from seqgen.utils import check_positive
@@ -104,7 +104,7 @@ class _Batches(IterableDataset):
         return iter(self.batches)
 
 
-class SyntheticSequenceDataModule(L.LightningDataModule):
+class SyntheticSequenceDataModule(SeqgenDataModule):
     """``task``: adding | copy | tagging. ``seq_len`` is T (for copy: the delay)."""
 
     def __init__(self, task: str = "adding", seq_len: int = 50, batch_size: int = 64, train_batches: int = 100,
