@@ -152,3 +152,33 @@ def test_weight_decay_narrows_the_generalisation_gap_on_500_images(tmp_path, lea
     gap_plain = plain["test_loss"] - plain["train_loss"]
     gap_wd = wd["test_loss"] - wd["train_loss"]
     lesson("loss gap with weight decay / without", gap_wd / gap_plain, "<", 0.85)
+
+
+def test_the_training_accuracy_is_torchmetrics_micro_accuracy_of_the_epochs_batches(tmp_path):
+    """``train/acc`` (a few kernels a step, averaged by batch size over each group of steps per
+    execution and the epoch) equals torchmetrics' ``MulticlassAccuracy(average="micro")`` over the
+    same training examples: with a learning rate of 1e-30 (an Adam step of about 1e-30, below a float's
+    resolution at these weights) the net is the same at every step, so the
+    epoch's batches (an uneven last batch and an uneven last group of K=8 included) are scored by one net."""
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from seqgen.train import build_datamodule, build_model
+
+    cfg = make_cfg(tmp_path, ["task=digits_mlp", "trainer.max_epochs=1", "model.optimizer.lr=1e-30", "model.net.dropout=0",
+                              "steps_per_execution=8", "test=false", "logger=csv", *FAST])
+    metrics = run(cfg)
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    model = build_model(cfg, dm.dims)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    reference = MulticlassAccuracy(dm.dims["num_classes"], average="micro")
+    sizes = []
+    with torch.no_grad():
+        for x, y in dm.train_dataloader():
+            reference.update(model(x), y)
+            sizes.append(len(y))
+    assert len(sizes) % 8 and sizes[-1] != sizes[0]  # an uneven last group and an uneven last batch
+    assert 0.02 < metrics["train/acc"] < 0.5  # an untrained net: far from a trivial 0 or 1
+    assert metrics["train/acc"] == pytest.approx(reference.compute().item(), abs=1e-6)
