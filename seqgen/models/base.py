@@ -137,7 +137,7 @@ class SeqgenModule(L.LightningModule):
             return None
         pending = self.__dict__.get("_pending_losses")
         if pending is not None:  # inside a group of steps: noted once, at the group's end (settle_losses)
-            pending.append((loss, self.global_step))
+            pending.append((loss.detach(), self.global_step))
             return loss
         self._note_nonfinite(loss.detach().float().reshape(-1)[:1], [self.global_step])
         trainer = self._trainer
