@@ -221,6 +221,44 @@ def test_stochastic_binarisation():
         ImageDataModule("digits", binarize="threshold")
 
 
+def test_stochastic_binarisation_draws_each_pixel_at_its_grey_level_batch_by_batch_or_by_group():
+    """A pixel of grey level x is 1 with probability ceil(32768 x) / 32768: never at 0, always at 1, and
+    at a mean within sampling error of x elsewhere; a group binarised at once (in slabs, with batches
+    whose pixel counts are not multiples of four) equals the same batches binarised one by one."""
+    from seqgen.data.images import EpochShuffle, _StochasticBinarize
+
+    def binarizer():
+        return _StochasticBinarize(EpochShuffle(1000, seed=3), batch_size=50, seed=3, trainer=None)
+
+    levels = torch.tensor([0.0, 1.0, 0.1, 0.5, 0.9, 1 / 3, 2.0 ** -15])
+    x = levels.repeat(20_000, 1)  # 20,000 draws of each level: sampling error under 0.0035 (1 sd)
+    b = binarizer()
+    iter(b.sampler)  # a pass begins, as the loader's iterator begins one
+    out, _ = b((x, torch.zeros(len(x))))
+    assert out.dtype == torch.float32 and set(out.unique().tolist()) == {0.0, 1.0}
+    freq = out.mean(0)
+    assert freq[0] == 0 and freq[1] == 1
+    torch.testing.assert_close(freq[2:], levels[2:], atol=0.012, rtol=0)  # more than 3 sd
+    # a group: seven batches of 3 x 5 x 7 pixels (105 a row, odd), then slabs smaller than the group
+    g = torch.rand(7 * 9, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    sizes = [9] * 7
+    for slab in (1 << 18, 2 * 9 * 105):
+        one_by_one, grouped = binarizer(), binarizer()
+        grouped.SLAB = slab
+        iter(one_by_one.sampler), iter(grouped.sampler)
+        expected = [one_by_one((part, torch.arange(len(part)))) for part in g.split(sizes)]
+        got = grouped.collate_group((g, torch.arange(len(g))), sizes)
+        assert len(got) == len(expected) == 7
+        for (gx, gy), (ex, ey) in zip(got, expected):
+            assert torch.equal(gx, ex) and gy.shape == ey.shape
+    even = torch.rand(4 * 8, 1, 8, 8, generator=torch.Generator().manual_seed(1))  # 64 pixels: whole words
+    one_by_one, grouped = binarizer(), binarizer()
+    iter(one_by_one.sampler), iter(grouped.sampler)
+    expected = [one_by_one((part, torch.arange(len(part))))[0] for part in even.split(8)]
+    got = [bx for bx, _ in grouped.collate_group((even, torch.arange(len(even))), [8] * 4)]
+    assert all(torch.equal(a, e) for a, e in zip(got, expected))
+
+
 # -- GANs ------------------------------------------------------------------------------------------
 class _NetSnapshots(L.Callback):
     """The GAN's weight tensors (not biases, which a saturated net may leave unchanged) at the

@@ -31,15 +31,22 @@ def _gathered_batches(loader: DataLoader) -> Iterator[Any]:
     """The loader's batches, in its order, read a group at a time: the indices of ``group``
     batches from its batch sampler, one ``dataset.gather_examples`` of all of them (one indexing of the
     in-memory tensors instead of one per batch, and no DataLoader step per batch), split back
-    into the batches, each through the loader's ``collate_fn`` as it is served. The same batches
+    into the batches, each through the loader's ``collate_fn`` as it is served, or all at once through its
+    ``collate_group(parts, sizes)`` when it has one (the stochastic binarisation). The same batches
     as the loader's own iterator (tests/test_execution.py); ``iter(batch_sampler)`` starts the
     epoch as the loader's iterator starts it (a sampler's epoch and resume bookkeeping)."""
+    import numpy as np
     import torch
 
     indices = iter(loader.batch_sampler)
+    collate_group = getattr(loader.collate_fn, "collate_group", None)
     while chunk := list(itertools.islice(indices, loader.group)):
         sizes = [len(b) for b in chunk]
-        parts = loader.dataset.gather_examples(torch.tensor([i for b in chunk for i in b], dtype=torch.long))
+        flat = np.fromiter(itertools.chain.from_iterable(chunk), dtype=np.int64, count=sum(sizes))
+        parts = loader.dataset.gather_examples(torch.from_numpy(flat))
+        if collate_group is not None:  # the collate function's own way with a group (one kernel, not K)
+            yield from collate_group(parts, sizes)
+            continue
         split = [p.split(sizes) for p in parts]
         for j in range(len(chunk)):
             yield loader.collate_fn(tuple(s[j] for s in split))

@@ -349,33 +349,82 @@ class TensorPairs(Dataset):
         return self.gather_examples(torch.as_tensor(idx))
 
     def gather_examples(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The examples at ``index`` (a 1-D long tensor) as one batch, in that order."""
-        return self.x[index], self.y[index]
+        """The examples at ``index`` (a 1-D long tensor) as one batch, in that order (``index_select``:
+        8 against 33 us for a group of 1,300 digits with ``x[index]`` here)."""
+        return self.x.index_select(0, index), self.y.index_select(0, index)
 
 
 class _StochasticBinarize:
     """Collate: each pixel becomes 1 with probability equal to its grey level, fresh every batch.
     The draws come from a generator of their own, seeded by (seed, epoch, rank, batch number in the
     epoch) -- not the global RNG -- so they do not depend on when the loader is read (a loader read
-    ahead, K batches at a time, gives the same draws) and a mid-epoch resume continues them."""
+    ahead, K batches at a time, gives the same draws) and a mid-epoch resume continues them.
+
+    A pixel of grey level x is 1 when a uniform 15-bit integer h (0..32767) is below 32768 x: a
+    Bernoulli draw of probability ceil(32768 x) / 32768, within 2^-15 of x (exactly 0 at x = 0 and 1 at
+    x = 1). Each 64-bit word of ``random_`` gives four such integers (the 15 low bits of each 16-bit
+    quarter): a quarter of the generator's words and no float conversion, against one word per pixel
+    for ``torch.rand`` -- 89 against 287 us for a batch of 128 MNIST images here. ``collate_group``
+    binarises a group of batches (steps per execution, :mod:`seqgen.data.grouping`) with one
+    comparison, drawing each batch's integers from its own seed as ``__call__`` draws them."""
+
+    SLAB = 1 << 18  # pixels binarised in one comparison by collate_group (a megabyte of float32)
 
     def __init__(self, sampler: EpochShuffle, batch_size: int, seed: int, trainer: Any):
         self.sampler, self.batch_size, self.seed, self.trainer = sampler, batch_size, seed, trainer
         self.gen = torch.Generator()
         self._pass, self._batch = -1, 0
 
-    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _seed_next(self) -> None:
+        """Seed the generator for the next batch of the pass."""
         rank, world = rank_world(self.trainer)
         if self._pass != self.sampler.passes:  # a new pass over the sampler (an epoch, or a resumed one)
             self._pass, self._batch = self.sampler.passes, self.sampler.started // (self.batch_size * world)
         self.gen.manual_seed(((self.seed * 1_000_003 + self.sampler.epoch) * 1_009 + rank) * 1_000_033 + self._batch)
         self._batch += 1
+
+    def _draw(self, n: int) -> torch.Tensor:
+        """The next batch's ``n`` uniform 16-bit integers (int16; their 15 low bits are used)."""
+        self._seed_next()
+        return torch.empty((n + 3) // 4, dtype=torch.int64).random_(generator=self.gen).view(torch.int16)[:n]
+
+    @staticmethod
+    def _binarize(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """1 where ``h``'s 15 low bits fall below 32768 ``x`` (``h``, this batch's own draws, is masked in place)."""
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        h = h.view(x.shape).bitwise_and_(0x7FFF)
+        return torch.lt(h, x * 32768, out=torch.empty(x.shape, dtype=dtype))
+
+    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
-        # 1 where a uniform draw falls below the grey level: Bernoulli(x), as torch.bernoulli draws
-        # it, but from torch's vectorised uniform sampler: 2-3x faster on CPU (torch.bernoulli with a
-        # tensor of probabilities draws element by element: 2 ms for a batch of 256 MNIST images)
-        u = torch.rand(x.shape, generator=self.gen, dtype=x.dtype if x.is_floating_point() else torch.float32)
-        return (u < x).to(u.dtype), y
+        return self._binarize(x, self._draw(x.numel())), y
+
+    def collate_group(self, parts: tuple[torch.Tensor, torch.Tensor], sizes: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of a group read at once (``parts``: the examples of ``sizes[0]``, ``sizes[1]``, ...
+        consecutive batches), each binarised as ``__call__`` would binarise it in turn: consecutive
+        batches share one comparison up to ``SLAB`` pixels (the digits VAE's group of 41 batches in
+        one, an MNIST batch of 128 on its own: temporaries that stay in the cache)."""
+        x, y = parts
+        per = x[0].numel() if len(x) else 0
+        out, i, start = [], 0, 0
+        while i < len(sizes):
+            j, n = i + 1, sizes[i]
+            while j < len(sizes) and (n + sizes[j]) * per <= self.SLAB:
+                n, j = n + sizes[j], j + 1
+            counts = [m * per for m in sizes[i:j]]
+            if all(c % 4 == 0 for c in counts):  # each batch's words straight into one buffer
+                words, at = torch.empty(n * per // 4, dtype=torch.int64), 0
+                for c in counts:
+                    self._seed_next()
+                    words[at:at + c // 4].random_(generator=self.gen)
+                    at += c // 4
+                draws = words.view(torch.int16)
+            else:
+                draws = torch.cat([self._draw(c) for c in counts])
+            binary = self._binarize(x[start:start + n], draws)
+            out += zip(binary.split(sizes[i:j]), y[start:start + n].split(sizes[i:j]))
+            i, start = j, start + n
+        return out
 
 
 class EpochShuffle(Sampler[int]):
