@@ -17,10 +17,16 @@ the metric holds (its states, defaults, a wrapped torchmetrics Metric's states) 
 that device, it returns the metric as it is: the result the original gives (it moves only
 tensors and Metrics, found through mappings, sequences and dataclasses). Anything else (a real
 move, dtype arguments, nesting deeper than the walk goes) takes the original path.
+
+And ``LightningModule.log``'s check, at every call in training, that ``training_step`` declares no
+``dataloader_iter`` (``is_param_in_hook_signature``, an ``inspect.getfullargspec`` each time) is
+answered once per function within the block. With both, a ``log`` call of the digits VAE at K=1
+takes 109-111 us here against 148 with Lightning's own (``to``'s walk alone: 20 -> 12 us).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -41,6 +47,11 @@ class _Unsure(Exception):
 
 _LEAVES = frozenset({int, float, bool, str, bytes, complex, type(None), torch.device, torch.dtype, types.FunctionType,
                      types.MethodType, types.BuiltinFunctionType, functools.partial, type})
+
+
+# containers checked for emptiness before a call: most of a metric's attributes are nn.Module's
+# hook dicts, empty (a walk of a _ResultMetric makes 26 calls without this, about a third of its log)
+_EMPTY_OK = frozenset({dict, list, tuple, set, frozenset, collections.OrderedDict})
 
 
 def _all_on(obj: Any, device: torch.device, depth: int = 0) -> bool:
@@ -67,7 +78,14 @@ def _all_on(obj: Any, device: torch.device, depth: int = 0) -> bool:
         # mappings, sequences and dataclasses, and moves only tensors and Metrics)
         return True
     for item in items:
-        if type(item) not in _LEAVES and not _all_on(item, device, depth + 1):
+        kind = type(item)
+        if kind in _LEAVES or (kind in _EMPTY_OK and not item):  # an empty container holds nothing to move
+            continue
+        if kind is torch.Tensor:
+            if item.device != device:
+                return False
+            continue
+        if not _all_on(item, device, depth + 1):
             return False
     return True
 
@@ -92,8 +110,8 @@ def supported() -> bool:
 
 @contextlib.contextmanager
 def installed():
-    """Within the block, ``_ResultMetric.to`` takes the fast path (on a supported Lightning);
-    on leaving it, Lightning's own method is back. Nested blocks share one installation."""
+    """Within the block, ``_ResultMetric.to`` takes the fast path and the signature check is cached (on a
+    supported Lightning); on leaving it, Lightning's own are back. Nested blocks share one installation."""
     ours = supported() and install()
     try:
         yield ours
@@ -131,15 +149,53 @@ def install() -> bool:
     to._seqgen_original = original  # type: ignore[attr-defined]
     to.__doc__ = original.__doc__
     _ResultMetric.to = to
+    _install_signature_cache()
     return True
 
 
+def _install_signature_cache() -> None:
+    """``LightningModule.log`` asks, at every call in training, whether ``training_step`` declares a
+    ``dataloader_iter`` parameter: ``inspect.getfullargspec`` each time, about 25 us of a 150 us call
+    here. The answer depends only on the function, so within the block it is looked up once per
+    function (weakly keyed: a model's function is not kept alive by the cache)."""
+    import weakref
+
+    from lightning.pytorch.core import module
+
+    original = module.is_param_in_hook_signature
+    if getattr(original, "_seqgen_fast", False):
+        return
+    answers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def is_param_in_hook_signature(hook_fx: Any, param: str, explicit: bool = False, min_args: int | None = None) -> bool:
+        # the function whose signature Lightning's reads: a decorated hook's own (``__wrapped__``); a bound
+        # method's is its function's (``getfullargspec`` keeps the bound ``self``, which Lightning drops)
+        fx = getattr(hook_fx, "__wrapped__", hook_fx)
+        fx = getattr(fx, "__func__", fx)
+        key = (param, explicit, min_args)
+        try:
+            known = answers.setdefault(fx, {})
+        except TypeError:  # not weakly referenceable (a builtin): Lightning's own, every time
+            return original(hook_fx, param, explicit, min_args)
+        if key not in known:
+            known[key] = original(hook_fx, param, explicit, min_args)
+        return known[key]
+
+    is_param_in_hook_signature._seqgen_fast = True  # type: ignore[attr-defined]
+    is_param_in_hook_signature._seqgen_original = original  # type: ignore[attr-defined]
+    module.is_param_in_hook_signature = is_param_in_hook_signature
+
+
 def uninstall() -> None:
-    """Undo one :func:`install`; the last one puts Lightning's own ``to`` back."""
+    """Undo one :func:`install`; the last one puts Lightning's own ``to`` (and signature check) back."""
     global _depth
+    from lightning.pytorch.core import module
     from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
 
     _depth = max(0, _depth - 1)
     fast = _ResultMetric.__dict__.get("to")
     if _depth == 0 and getattr(fast, "_seqgen_fast", False):
         _ResultMetric.to = fast._seqgen_original
+    check = module.is_param_in_hook_signature
+    if _depth == 0 and getattr(check, "_seqgen_fast", False):
+        module.is_param_in_hook_signature = check._seqgen_original

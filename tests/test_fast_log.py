@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lightning.pytorch.core import module as _module
 from lightning.pytorch.trainer.connectors.logger_connector.result import _Metadata, _ResultMetric, _Sync
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -14,6 +15,7 @@ from seqgen import fast_log as _fast_log
 from seqgen.train import run
 
 LIGHTNINGS_TO = _ResultMetric.__dict__["to"]  # as Lightning defines it (tests import no seqgen before this)
+LIGHTNINGS_CHECK = _module.is_param_in_hook_signature
 
 
 def _metric(value) -> _ResultMetric:
@@ -47,6 +49,7 @@ def test_importing_seqgen_leaves_lightning_untouched():
     import seqgen.train  # noqa: F401
 
     assert _ResultMetric.__dict__["to"] is LIGHTNINGS_TO and not hasattr(_ResultMetric.to, "_seqgen_fast")
+    assert _module.is_param_in_hook_signature is LIGHTNINGS_CHECK
 
 
 def test_importing_seqgen_models_in_a_fresh_process_patches_nothing():
@@ -67,7 +70,8 @@ def test_installed_for_the_block_only_and_nested_blocks_share_it():
         with _fast_log.installed():
             assert _ResultMetric.to is inner
         assert _ResultMetric.to is inner  # the outer block still holds it
-    assert _ResultMetric.__dict__["to"] is LIGHTNINGS_TO
+        assert _module.is_param_in_hook_signature._seqgen_original is LIGHTNINGS_CHECK
+    assert _ResultMetric.__dict__["to"] is LIGHTNINGS_TO and _module.is_param_in_hook_signature is LIGHTNINGS_CHECK
 
 
 def test_a_run_restores_lightnings_own_method(tmp_path):
@@ -82,6 +86,7 @@ def test_a_run_restores_lightnings_own_method(tmp_path):
     run(make_cfg(tmp_path, ["task=digits_mlp", "steps_per_execution=1", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                             "callbacks.progress_bar=null", "test=false", "logger=none"]), extra_callbacks=[Spy()])
     assert seen == [True, True] and _ResultMetric.__dict__["to"] is LIGHTNINGS_TO
+    assert _module.is_param_in_hook_signature is LIGHTNINGS_CHECK
 
 
 def test_off_on_an_untested_lightning_or_when_asked(monkeypatch):
@@ -134,3 +139,52 @@ def test_logged_metrics_identical_with_and_without_fast_path(tmp_path, monkeypat
     assert fast == slow  # bit-identical: the fast path returns the very same tensors
     csv = [(tmp_path / name / "run" / "metrics.csv").read_text() for name in ("fast", "slow")]
     assert csv[0] == csv[1] and len(csv[0].splitlines()) > 3  # every logged value, step by step
+
+
+def test_the_signature_check_is_lightnings_answer_once_per_function(fast, monkeypatch):
+    """Within the block ``LightningModule.log``'s check of ``training_step``'s parameters gives
+    Lightning's answer for methods, decorated hooks, ``*args`` and ``min_args``, asks Lightning once per
+    function and question, and keeps no function alive."""
+    import functools
+    import gc
+    import weakref
+
+    cached = _module.is_param_in_hook_signature
+    assert cached._seqgen_fast and cached._seqgen_original is LIGHTNINGS_CHECK
+
+    def decorate(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            return f(*args, **kwargs)
+        return wrapper
+
+    class M:
+        def plain(self, batch, batch_idx): ...
+        def with_iter(self, dataloader_iter): ...
+        def star(self, *args): ...
+        @decorate
+        def decorated(self, dataloader_iter, batch_idx): ...
+
+    m = M()
+    questions = [("dataloader_iter", True, None), ("dataloader_iter", False, None), ("batch_idx", True, None),
+                 ("x", True, 2), ("x", True, 3)]
+    for hook in (m.plain, m.with_iter, m.star, m.decorated, M.plain, print):
+        for param, explicit, min_args in questions:
+            for _ in range(2):
+                assert cached(hook, param, explicit, min_args) == LIGHTNINGS_CHECK(hook, param, explicit, min_args), (hook, param)
+    asked = []
+    original = cached.__closure__[cached.__code__.co_freevars.index("original")]
+    monkeypatch.setattr(original, "cell_contents", lambda *a: asked.append(a) or LIGHTNINGS_CHECK(*a))
+
+    class N:
+        def training_step(self, batch, batch_idx): ...
+
+    n = N()
+    for _ in range(3):
+        assert cached(n.training_step, "dataloader_iter", True) is False
+    assert len(asked) == 1  # once for this function and question
+    ref = weakref.ref(N.training_step)
+    asked.clear()
+    del n, N
+    gc.collect()
+    assert ref() is None  # the cache holds it weakly
