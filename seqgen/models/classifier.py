@@ -104,7 +104,7 @@ class Classifier(SeqgenModule):
             return mse_on_softmax(logits, y)
         return F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
 
-    def _step(self, stage: str, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    def _step(self, stage: str, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor | None]:
         x, y = batch[0], batch[1]
         if stage == "train" and len(self.augment):
             x = self.augment(x)
@@ -116,15 +116,15 @@ class Classifier(SeqgenModule):
         # auxiliary heads (GoogLeNet's outputs in training) add their weighted losses
         for aux in getattr(out, "aux", ()):
             loss = loss + self.net.aux_weight * self.loss_fn(aux, y)
-        probs = logits.detach().float()
         on_step = stage == "train"
+        probs = None if on_step else logits.detach().float()  # for the metrics of validation and test
         self.log(f"{stage}/loss", loss, prog_bar=not on_step, on_step=on_step, on_epoch=True, sync_dist=stage != "train",
                  batch_size=y.size(0))
         if on_step:
             # the epoch's training accuracy is the batch-size-weighted mean of each batch's (all examples'
             # correct / total: MulticlassAccuracy(average="micro"), synchronised over DDP ranks at the epoch's
             # end), from three kernels: a torchmetrics update takes 40 us warm and 130 us right after a forward
-            # (its Python path cold), 3.6% of a digits LeNet step; tests/test_models.py holds the two equal
+            # (its Python path cold), 3.6% of a digits LeNet step; tests/test_mlp.py holds the two equal
             correct = (logits.detach().argmax(-1) == y).float().mean()
             self.log("train/acc", correct, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.size(0), sync_dist=True)
         for name in self.metric_names[stage]:
