@@ -383,10 +383,14 @@ class _StochasticBinarize:
         self.gen.manual_seed(((self.seed * 1_000_003 + self.sampler.epoch) * 1_009 + rank) * 1_000_033 + self._batch)
         self._batch += 1
 
+    def _fill(self, words: torch.Tensor) -> torch.Tensor:
+        """``words`` (int64) filled with the next batch's random words, from its own seed."""
+        self._seed_next()
+        return words.random_(generator=self.gen)
+
     def _draw(self, n: int) -> torch.Tensor:
         """The next batch's ``n`` uniform 16-bit integers (int16; their 15 low bits are used)."""
-        self._seed_next()
-        return torch.empty((n + 3) // 4, dtype=torch.int64).random_(generator=self.gen).view(torch.int16)[:n]
+        return self._fill(torch.empty((n + 3) // 4, dtype=torch.int64)).view(torch.int16)[:n]
 
     @staticmethod
     def _binarize(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -415,8 +419,7 @@ class _StochasticBinarize:
             if all(c % 4 == 0 for c in counts):  # each batch's words straight into one buffer
                 words, at = torch.empty(n * per // 4, dtype=torch.int64), 0
                 for c in counts:
-                    self._seed_next()
-                    words[at:at + c // 4].random_(generator=self.gen)
+                    self._fill(words[at:at + c // 4])
                     at += c // 4
                 draws = words.view(torch.int16)
             else:
