@@ -92,6 +92,9 @@ def plain_loop(cfg, steps: int, warmup: int, precision: str, device: str = "cpu"
     """The tightest hand-written loop of the recipe's net: every batch it will use read beforehand
     and kept in memory, the recipe's optimiser (fused), ``zero_grad(set_to_none=True)``, foreach
     clipping, the loss as seqgen computes it, no ``.item()``, no logging, no hooks."""
+    # the recipe's float32 matmul precision, as seqgen.train.run sets it (TF32 matmuls on a GPU): the
+    # first plain loop of a process would otherwise run before any run() had set it
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
     dm = build_datamodule(cfg)
     dm.setup("fit")
     torch.manual_seed(cfg.seed)
