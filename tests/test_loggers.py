@@ -45,3 +45,37 @@ def test_wandb_offline_run_records_metrics_and_config(tmp_path, monkeypatch):
     data = record.read_bytes()  # the protobuf records `wandb sync` would upload
     for key in (b"test/acc", b"val/acc", b"task_name", b"digits_mlp", b"optimizer"):
         assert key in data, key
+
+
+def test_csv_rows_are_written_on_a_timer_and_all_of_them_at_the_end(tmp_path, monkeypatch):
+    """seqgen's CSV logger: Lightning's connector asks for a save after every logged row; the rows
+    wait in memory until ``flush_every_s`` seconds have passed since the last write, and every row
+    is in the file, in order, once the logger is finalised (as at the end of fit or test)."""
+    import csv
+
+    import seqgen.loggers as loggers
+
+    clock = [100.0]
+    monkeypatch.setattr(loggers.time, "monotonic", lambda: clock[0])
+    log = loggers.CSVLogger(tmp_path, name="", version="", flush_every_s=5)
+    path = tmp_path / "metrics.csv"
+    read = lambda: [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(open(path))] if path.exists() else []  # noqa: E731
+    log.log_metrics({"loss": 1.0}, step=0)
+    log.save()
+    assert read() == [(0, 1.0)]  # the first save writes
+    for step in (1, 2, 3):
+        clock[0] += 1.5
+        log.log_metrics({"loss": float(step)}, step=step)
+        log.save()
+    assert read() == [(0, 1.0)]  # 4.5 s since the write: the rows wait
+    clock[0] += 1.0
+    log.log_metrics({"loss": 4.0}, step=4)
+    log.save()
+    assert read() == [(0, 1.0), (1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0)]  # 5.5 s: all of them, in order
+    log.log_metrics({"loss": 5.0}, step=5)
+    log.save()
+    assert len(read()) == 5
+    log.finalize("success")
+    assert read()[-1] == (5, 5.0) and len(read()) == 6
+    with pytest.raises(ValueError, match="flush_every_s"):
+        loggers.CSVLogger(tmp_path, flush_every_s=-1)
