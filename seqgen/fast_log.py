@@ -153,11 +153,20 @@ def install() -> bool:
     return True
 
 
+# the Lightning modules that import ``is_param_in_hook_signature`` and call it during a fit: the
+# module's ``log`` (every call in training), the loops' kwargs for each training step and their
+# checks at every validation (``dataloader_idx``, ``dataloader_iter``, ``batch_idx``)
+_SIGNATURE_USERS = ("lightning.pytorch.core.module", "lightning.pytorch.loops.utilities",
+                    "lightning.pytorch.loops.evaluation_loop", "lightning.pytorch.loops.training_epoch_loop")
+
+
 def _install_signature_cache() -> None:
     """``LightningModule.log`` asks, at every call in training, whether ``training_step`` declares a
     ``dataloader_iter`` parameter: ``inspect.getfullargspec`` each time, about 25 us of a 150 us call
-    here. The answer depends only on the function, so within the block it is looked up once per
-    function (weakly keyed: a model's function is not kept alive by the cache)."""
+    here; the loops ask the same kind of question of the step functions at every training step and
+    four times at every validation. The answer depends only on the function, so within the block it
+    is looked up once per function (weakly keyed: a model's function is not kept alive by the cache)."""
+    import importlib
     import weakref
 
     from lightning.pytorch.core import module
@@ -183,7 +192,10 @@ def _install_signature_cache() -> None:
 
     is_param_in_hook_signature._seqgen_fast = True  # type: ignore[attr-defined]
     is_param_in_hook_signature._seqgen_original = original  # type: ignore[attr-defined]
-    module.is_param_in_hook_signature = is_param_in_hook_signature
+    for name in _SIGNATURE_USERS:
+        user = importlib.import_module(name)
+        if getattr(user, "is_param_in_hook_signature", None) is original:
+            user.is_param_in_hook_signature = is_param_in_hook_signature
 
 
 def uninstall() -> None:
@@ -198,4 +210,9 @@ def uninstall() -> None:
         _ResultMetric.to = fast._seqgen_original
     check = module.is_param_in_hook_signature
     if _depth == 0 and getattr(check, "_seqgen_fast", False):
-        module.is_param_in_hook_signature = check._seqgen_original
+        import importlib
+
+        for name in _SIGNATURE_USERS:
+            user = importlib.import_module(name)
+            if getattr(user, "is_param_in_hook_signature", None) is check:
+                user.is_param_in_hook_signature = check._seqgen_original

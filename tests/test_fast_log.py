@@ -18,6 +18,13 @@ LIGHTNINGS_TO = _ResultMetric.__dict__["to"]  # as Lightning defines it (tests i
 LIGHTNINGS_CHECK = _module.is_param_in_hook_signature
 
 
+def _signature_checks() -> list:
+    """The signature check as each Lightning module that calls it during a fit sees it."""
+    import importlib
+
+    return [importlib.import_module(name).is_param_in_hook_signature for name in _fast_log._SIGNATURE_USERS]
+
+
 def _metric(value) -> _ResultMetric:
     is_tensor = isinstance(value, torch.Tensor)
     m = _ResultMetric(_Metadata(fx="training_step", name="x", on_step=True, on_epoch=True), is_tensor)
@@ -49,7 +56,7 @@ def test_importing_seqgen_leaves_lightning_untouched():
     import seqgen.train  # noqa: F401
 
     assert _ResultMetric.__dict__["to"] is LIGHTNINGS_TO and not hasattr(_ResultMetric.to, "_seqgen_fast")
-    assert _module.is_param_in_hook_signature is LIGHTNINGS_CHECK
+    assert _signature_checks() == [LIGHTNINGS_CHECK] * len(_fast_log._SIGNATURE_USERS)
 
 
 def test_importing_seqgen_models_in_a_fresh_process_patches_nothing():
@@ -71,7 +78,9 @@ def test_installed_for_the_block_only_and_nested_blocks_share_it():
             assert _ResultMetric.to is inner
         assert _ResultMetric.to is inner  # the outer block still holds it
         assert _module.is_param_in_hook_signature._seqgen_original is LIGHTNINGS_CHECK
+        assert _signature_checks() == [_module.is_param_in_hook_signature] * len(_fast_log._SIGNATURE_USERS)
     assert _ResultMetric.__dict__["to"] is LIGHTNINGS_TO and _module.is_param_in_hook_signature is LIGHTNINGS_CHECK
+    assert _signature_checks() == [LIGHTNINGS_CHECK] * len(_fast_log._SIGNATURE_USERS)
 
 
 def test_a_run_restores_lightnings_own_method(tmp_path):
@@ -82,11 +91,12 @@ def test_a_run_restores_lightnings_own_method(tmp_path):
     class Spy(L.Callback):
         def on_train_batch_end(self, *args):
             seen.append(getattr(_ResultMetric.to, "_seqgen_fast", False))
+            seen.extend(getattr(check, "_seqgen_fast", False) for check in _signature_checks())
 
     run(make_cfg(tmp_path, ["task=digits_mlp", "steps_per_execution=1", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                             "callbacks.progress_bar=null", "test=false", "logger=none"]), extra_callbacks=[Spy()])
-    assert seen == [True, True] and _ResultMetric.__dict__["to"] is LIGHTNINGS_TO
-    assert _module.is_param_in_hook_signature is LIGHTNINGS_CHECK
+    assert seen == [True] * 2 * (1 + len(_fast_log._SIGNATURE_USERS)) and _ResultMetric.__dict__["to"] is LIGHTNINGS_TO
+    assert _signature_checks() == [LIGHTNINGS_CHECK] * len(_fast_log._SIGNATURE_USERS)
 
 
 def test_off_on_an_untested_lightning_or_when_asked(monkeypatch):
