@@ -248,3 +248,34 @@ def test_a_host_batch_goes_to_the_cpu_as_it_is_and_anything_else_through_lightni
     assert calls == [custom] and out[1].moved_to == cpu  # Lightning moved it
     for odd in ([torch.nn.Parameter(torch.ones(1))], [[[[[torch.ones(1)]]]]], {1, 2}):
         assert not on_host(odd)
+
+
+def test_inner_steps_clear_gradients_as_zero_grad_does_or_through_the_models_own_hook(tmp_path, monkeypatch):
+    """A group's inner updates set every gradient to None as ``optimizer.zero_grad()`` does (torch's
+    own under a profiler, so the trace shows it); a model that overrides Lightning's
+    ``optimizer_zero_grad`` hook has it called for every update, inner or not."""
+    from seqgen.models import Classifier
+    from seqgen.models.execution import clear_grads
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    opt = torch.optim.SGD([{"params": net[0].parameters()}, {"params": net[1].parameters(), "lr": 0.5}], lr=0.1)
+    net(torch.ones(2, 4)).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    clear_grads(opt)
+    assert all(p.grad is None for p in net.parameters())
+    net(torch.ones(2, 4)).sum().backward()
+    with torch.profiler.profile() as prof:
+        clear_grads(opt)
+    assert all(p.grad is None for p in net.parameters())
+    assert any("zero_grad" in e.name for e in prof.events())  # torch's own path under the profiler
+    calls = []
+
+    def optimizer_zero_grad(self, epoch, batch_idx, optimizer):
+        calls.append(batch_idx)
+        optimizer.zero_grad()
+
+    monkeypatch.setattr(Classifier, "optimizer_zero_grad", optimizer_zero_grad, raising=False)
+    metrics = run(make_cfg(tmp_path, ["task=digits_mlp", "trainer.max_steps=20", "steps_per_execution=8", "test=false",
+                                      *QUIET]))
+    # every update: the inner ones with their micro-batch's index, each group's last from Lightning with the group's
+    assert metrics and calls == [*range(7), 0, *range(8, 15), 1, *range(16, 19), 2]

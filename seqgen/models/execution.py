@@ -144,7 +144,10 @@ def _inner_update(module: L.LightningModule, loss: Tensor, batch_idx: int) -> No
     strategy = trainer.strategy
     device_type = loss.device.type
     with torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type) else contextlib.nullcontext():
-        module.optimizer_zero_grad(trainer.current_epoch, batch_idx, optimizer)
+        if type(module).optimizer_zero_grad is L.LightningModule.optimizer_zero_grad:
+            clear_grads(optimizer)  # what Lightning's hook does: optimizer.zero_grad(), gradients set to None
+        else:  # the model's own hook
+            module.optimizer_zero_grad(trainer.current_epoch, batch_idx, optimizer)
         _backward(strategy, loss)
         if trainer.gradient_clip_val:
             module.configure_gradient_clipping(optimizer, gradient_clip_val=trainer.gradient_clip_val,
@@ -158,6 +161,20 @@ def _inner_update(module: L.LightningModule, loss: Tensor, batch_idx: int) -> No
     progress.increment_ready()
     progress.increment_completed()
     loop._batches_that_stepped += 1
+
+
+def clear_grads(optimizer: Any) -> None:
+    """``optimizer.zero_grad(set_to_none=True)``: every gradient of the optimiser's parameters set to
+    None, without the profiler range ``zero_grad`` opens at every call when no profiler is running
+    (12 against 3 us a call here for the digits VAE's ten tensors; 37 against 50 us measured inside
+    a running fit, where every step's Python runs with caches the kernels have just emptied). Under a
+    profiler, torch's own, so the trace shows it as ever."""
+    if torch.autograd._profiler_enabled():
+        optimizer.zero_grad(set_to_none=True)
+        return
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
 
 
 def _backward(strategy: Any, loss: Tensor) -> None:
@@ -176,7 +193,7 @@ def manual_update(module: L.LightningModule, optimizer: Any, loss: Tensor) -> No
     precisions, without their per-call hook dispatch (callbacks' backward/optimiser-step hooks run
     only with one step per execution); the global step advances as Lightning's would."""
     raw = getattr(optimizer, "optimizer", optimizer)
-    raw.zero_grad(set_to_none=True)
+    clear_grads(raw)
     _backward(module.trainer.strategy, loss)
     raw.step()
     progress = module.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
