@@ -279,3 +279,52 @@ def test_inner_steps_clear_gradients_as_zero_grad_does_or_through_the_models_own
                                       *QUIET]))
     # every update: the inner ones with their micro-batch's index, each group's last from Lightning with the group's
     assert metrics and calls == [*range(7), 0, *range(8, 15), 1, *range(16, 19), 2]
+
+
+def test_inner_updates_step_as_torchs_step_does_and_keep_its_hooks_profiler_range_and_patches():
+    """``optimizer_step``: the same update as ``optimizer.step()`` (bit for bit); with a step hook, a
+    running profiler or an instance ``step`` replaced by anything but an LR scheduler's counter,
+    torch's own call runs (hooks called, the range in the trace, the patch honoured); after a
+    scheduler's counter, the flag it sets is set (no "scheduler before optimizer" warning)."""
+    import warnings
+
+    from seqgen.models.execution import optimizer_step
+
+    def pair():
+        torch.manual_seed(0)
+        nets = [torch.nn.Linear(5, 3) for _ in range(2)]
+        nets[1].load_state_dict(nets[0].state_dict())
+        opts = [torch.optim.Adam(n.parameters(), lr=0.1, fused=True) for n in nets]
+        return nets, opts
+
+    nets, opts = pair()
+    for step in range(3):
+        for net in nets:
+            net.zero_grad()
+            net(torch.full((2, 5), float(step + 1))).pow(2).sum().backward()
+        opts[0].step()
+        optimizer_step(opts[1])
+    assert all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[1].parameters()))
+    assert opts[0].state_dict()["state"][0]["step"] == opts[1].state_dict()["state"][0]["step"] == 3
+
+    nets, (opt, _) = pair()
+    nets[0](torch.ones(1, 5)).sum().backward()
+    ran = []
+    handle = opt.register_step_post_hook(lambda *a: ran.append("hook"))
+    optimizer_step(opt)
+    handle.remove()
+    with torch.profiler.profile() as prof:
+        optimizer_step(opt)
+    assert ran == ["hook"] and any("Optimizer.step" in e.name for e in prof.events())
+    original = opt.step
+    opt.step = lambda *a, **k: ran.append("patched") or original(*a, **k)
+    optimizer_step(opt)
+    assert ran[-1] == "patched"
+    del opt.step
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1)
+    opt._opt_called = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optimizer_step(opt)
+        sched.step()
+    assert opt._opt_called
