@@ -3,7 +3,8 @@
 
 One task per family: the plain loop is the tightest hand-written loop of the same net (built from
 the same config): every batch it uses read beforehand and kept in memory, the recipe's optimiser
-built as seqgen builds it (fused), ``zero_grad(set_to_none=True)``, foreach clipping, the loss with
+built as seqgen builds it (fused) and its per-step LR schedule stepped as seqgen steps it,
+``zero_grad(set_to_none=True)``, foreach clipping, the loss with
 the same math, no ``.item()``, no logging, no hooks, no Lightning: char_lm (truncated BPTT),
 digits_lenet (classifier, CNN), dates_attn (translator, Bahdanau attention), digits_vae (ELBO),
 digits_gan (two optimisers). Both are timed over ``--steps`` steps (times ``STEP_SCALE``: the char LM an
@@ -80,17 +81,27 @@ def _vae_step(model, batch, state):
 STEPS = {"LanguageModel": _lm_step, "Classifier": _classifier_step, "Translator": _translator_step, "VAE": _vae_step}
 
 
-def _optimizers(model):
-    """The recipe's own optimiser(s), built as seqgen builds them (fused where torch has it)."""
-    model.scheduler_cfg = {"name": "none"}  # a scheduler step is microseconds; the plain loop leaves it out
+def _optimizers(model, total_steps: int | None = None) -> tuple[list, list]:
+    """The recipe's own optimiser(s), built as seqgen builds them (fused where torch has it), and its
+    learning-rate scheduler when that one steps at every optimiser step (cosine, one-cycle over
+    ``total_steps``), which the plain loop steps as seqgen does (an epoch-interval one steps once an
+    epoch: the plain loop has no epochs and leaves it out)."""
+    from seqgen.models.optim import build_scheduler
+
+    schedule = dict(getattr(model, "scheduler_cfg", None) or {"name": "none"})
+    model.scheduler_cfg = {"name": "none"}
     opts = model.configure_optimizers()
+    model.scheduler_cfg = schedule
     opts = opts if isinstance(opts, (list, tuple)) else [opts]
-    return [o["optimizer"] if isinstance(o, dict) else o for o in opts]
+    opts = [o["optimizer"] if isinstance(o, dict) else o for o in opts]
+    name = schedule.pop("name", "none")
+    built = build_scheduler(opts[0], name, total_steps=total_steps, **schedule) if len(opts) == 1 and name != "none" else None
+    return opts, [built["scheduler"]] if built and built["interval"] == "step" else []
 
 
 def plain_loop(cfg, steps: int, warmup: int, precision: str, device: str = "cpu", compile: bool = False) -> float:
     """The tightest hand-written loop of the recipe's net: every batch it will use read beforehand
-    and kept in memory, the recipe's optimiser (fused), ``zero_grad(set_to_none=True)``, foreach
+    and kept in memory, the recipe's optimiser (fused) and per-step LR schedule, ``zero_grad(set_to_none=True)``, foreach
     clipping, the loss as seqgen computes it, no ``.item()``, no logging, no hooks."""
     # the recipe's float32 matmul precision, as seqgen.train.run sets it (TF32 matmuls on a GPU): the
     # first plain loop of a process would otherwise run before any run() had set it
@@ -111,9 +122,9 @@ def plain_loop(cfg, steps: int, warmup: int, precision: str, device: str = "cpu"
         batches.extend(itertools.islice(dm.train_dataloader(), steps + warmup - len(batches)))
     batches = [tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, b) for b in batches]
     if kind == "GAN":
-        opt_g, opt_d = _optimizers(model)
+        (opt_g, opt_d), schedulers = _optimizers(model)
     else:
-        (opt,) = _optimizers(model)
+        (opt,), schedulers = _optimizers(model, total_steps=steps + warmup)
     params = [p for p in model.parameters() if p.requires_grad]
     state, t0 = None, 0.0
     for i, batch in enumerate(batches):
@@ -141,6 +152,8 @@ def plain_loop(cfg, steps: int, warmup: int, precision: str, device: str = "cpu"
             if clip:
                 torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
             opt.step()
+            for scheduler in schedulers:  # the recipe's per-step schedule (LeNet's cosine), as seqgen steps it
+                scheduler.step()
     if dev == "cuda":
         torch.cuda.synchronize()
     return steps / (time.perf_counter() - t0)
