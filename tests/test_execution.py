@@ -328,3 +328,42 @@ def test_inner_updates_step_as_torchs_step_does_and_keep_its_hooks_profiler_rang
         optimizer_step(opt)
         sched.step()
     assert opt._opt_called
+
+
+@pytest.mark.parametrize("cls, options", [(torch.optim.Adam, {}), (torch.optim.AdamW, {}),
+                                          (torch.optim.Adam, {"weight_decay": 0.1, "maximize": True}),
+                                          (torch.optim.Adam, {"decoupled_weight_decay": True, "weight_decay": 0.1})])
+def test_the_lean_fused_adam_step_is_torchs_step_bit_for_bit(cls, options):
+    """``optimizer_step`` on a fused Adam/AdamW calls torch's fused kernel itself after torch's own
+    first step: parameters and every state tensor equal to ``optimizer.step()``'s after each of five
+    steps, two parameter groups with their own lr and weight decay, one parameter without a gradient;
+    an optimiser it does not cover (amsgrad, not fused, no state yet, a tensor lr) is left to torch."""
+    from seqgen.models.execution import _fused_adam_step, optimizer_step
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Linear(7, 3), torch.nn.Linear(3, 3)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [cls([{"params": [*n[0].parameters(), *n[2].parameters()]}, {"params": n[1].parameters(), "lr": 0.05,
+                                                                          "weight_decay": 0.0}],
+                lr=0.1, fused=True, **options) for n in nets]
+    for step in range(5):
+        for net in nets:
+            net.zero_grad(set_to_none=True)
+            net[:2](torch.full((2, 5), float(step + 1))).pow(2).sum().backward()  # net[2]: no gradient
+        opts[0].step()
+        assert _fused_adam_step(opts[1]) is (step > 0)  # torch's own first step makes the state
+        if step == 0:
+            optimizer_step(opts[1])
+        for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+            assert torch.equal(a, b)
+            for key in opts[0].state.get(a, {}):
+                assert torch.equal(opts[0].state[a][key], opts[1].state[b][key]), key
+    assert not opts[1].state.get(nets[1][2].weight)  # never stepped
+    net = torch.nn.Linear(2, 2)
+    for opt in (torch.optim.Adam(net.parameters(), amsgrad=True, fused=True), torch.optim.Adam(net.parameters()),
+                torch.optim.Adam(net.parameters(), lr=torch.tensor(0.1), fused=True)):
+        net(torch.ones(1, 2)).sum().backward()
+        opt.step()
+        assert _fused_adam_step(opt) is False
+    fresh = torch.optim.Adam(net.parameters(), fused=True)
+    assert _fused_adam_step(fresh) is False  # no state yet
