@@ -21,6 +21,7 @@ loader: what a larger K cannot amortise), in fp32 and under bf16 autocast.
         [--steps 160] [--precisions 32-true bf16-mixed] [--k 8] [--set paths.data_dir=../shared/data]
         [--repeat 3]   # medians of three alternated measurements, with the range of the ratio at K
         [--plain-lm-loss logits|fused]   # the plain LM loop's loss: classic full logits (default) or seqgen's fused one
+        [--plain-update torch|lean]   # the plain loop's zero_grad and step: torch's calls (default) or seqgen's inner update's
     python benchmarks/overhead.py --tasks lm_multi30k_lstm --set paths.data_dir=../shared/data   # the word LM
 """
 
@@ -41,10 +42,26 @@ from common import QUIET, machine, make_cfg, table
 from torch.utils._pytree import tree_map
 
 from seqgen.callbacks import Throughput
+from seqgen.models.execution import clear_grads, optimizer_step
 from seqgen.nets import detach_state
 from seqgen.train import build_datamodule, build_model, run
 
 LM_LOSS = "logits"  # --plain-lm-loss: the classic decoder + F.cross_entropy, or seqgen's fused one
+UPDATE = "torch"  # --plain-update: opt.zero_grad(set_to_none=True) / opt.step(), or seqgen's clear_grads / optimizer_step
+
+
+def _zero(opt) -> None:
+    if UPDATE == "lean":  # what a group's inner update does (seqgen.models.execution)
+        clear_grads(opt)
+    else:
+        opt.zero_grad(set_to_none=True)
+
+
+def _step(opt) -> None:
+    if UPDATE == "lean":
+        optimizer_step(opt)
+    else:
+        opt.step()
 # timed steps per task as a multiple of --steps: each row's window spans about a second or more
 STEP_SCALE = {"char_lm": 1 / 8, "digits_vae": 8, "digits_lenet": 4, "digits_gan": 4, "mnist_vae": 4}
 
@@ -102,7 +119,8 @@ def _optimizers(model, total_steps: int | None = None) -> tuple[list, list]:
 def plain_loop(cfg, steps: int, warmup: int, precision: str, device: str = "cpu", compile: bool = False) -> float:
     """The tightest hand-written loop of the recipe's net: every batch it will use read beforehand
     and kept in memory, the recipe's optimiser (fused) and per-step LR schedule, ``zero_grad(set_to_none=True)``, foreach
-    clipping, the loss as seqgen computes it, no ``.item()``, no logging, no hooks."""
+    clipping, the loss as seqgen computes it, no ``.item()``, no logging, no hooks (with ``--plain-update lean``,
+    the zero_grad and step of seqgen's inner updates instead of torch's calls)."""
     # the recipe's float32 matmul precision, as seqgen.train.run sets it (TF32 matmuls on a GPU): the
     # first plain loop of a process would otherwise run before any run() had set it
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
@@ -136,22 +154,22 @@ def plain_loop(cfg, steps: int, warmup: int, precision: str, device: str = "cpu"
             with torch.autocast(dev, dtype=torch.bfloat16, enabled=autocast):
                 fake = model.generator(torch.randn(x.size(0), model.latent_dim, device=device), labels).detach()
                 d_loss = model.discriminator_loss(real, fake, labels)[0]
-            opt_d.zero_grad(set_to_none=True)
+            _zero(opt_d)
             d_loss.backward()
-            opt_d.step()
+            _step(opt_d)
             with torch.autocast(dev, dtype=torch.bfloat16, enabled=autocast):
                 g_loss = model.generator_loss(model.generator(torch.randn(x.size(0), model.latent_dim, device=device), labels), labels)
-            opt_g.zero_grad(set_to_none=True)
+            _zero(opt_g)
             g_loss.backward()
-            opt_g.step()
+            _step(opt_g)
         else:
             with torch.autocast(dev, dtype=torch.bfloat16, enabled=autocast):
                 loss, state = STEPS[kind](model, batch, state)
-            opt.zero_grad(set_to_none=True)
+            _zero(opt)
             loss.backward()
             if clip:
                 torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-            opt.step()
+            _step(opt)
             for scheduler in schedulers:  # the recipe's per-step schedule (LeNet's cosine), as seqgen steps it
                 scheduler.step()
     if dev == "cuda":
@@ -177,12 +195,16 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure each row this many times (plain, K=1, K alternated) and report the medians of the "
                          "ratios, with the range of the ratio at K: on a machine whose speed drifts")
+    ap.add_argument("--plain-update", choices=["torch", "lean"], default="torch",
+                    help="the plain loop's update: opt.zero_grad(set_to_none=True) and opt.step() as users write them "
+                         "(default), or the helpers seqgen's inner updates use (gradients set to None, a fused Adam's "
+                         "kernels called directly): what is left is seqgen's loop, not its leaner update")
     ap.add_argument("--plain-lm-loss", choices=["logits", "fused"], default="logits",
                     help="the plain loop's LM loss: full logits + F.cross_entropy as pytorch/examples writes it "
                          "(default), or the fused decoder + loss that seqgen's LanguageModel uses")
     args = ap.parse_args()
-    global LM_LOSS
-    LM_LOSS = args.plain_lm_loss
+    global LM_LOSS, UPDATE
+    LM_LOSS, UPDATE = args.plain_lm_loss, args.plain_update
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     rows = []
@@ -242,7 +264,9 @@ def main() -> None:
             r.append(round(r[6] / fp32_plain[r[0]], 3) if r[0] in fp32_plain else "")
     scaled = ", ".join(f"{k} x{v:g}" for k, v in STEP_SCALE.items() if k in args.tasks)
     table(f"seqgen vs the tight plain PyTorch loop ({machine()}; {args.steps} steps" + (f" ({scaled})" if scaled else "")
-          + f" after max({args.warmup}, K) warm-up" + (f"; medians of {args.repeat} runs" if args.repeat > 1 else "") + ")",
+          + f" after max({args.warmup}, K) warm-up" + (f"; medians of {args.repeat} runs" if args.repeat > 1 else "")
+          + ("; the plain loop with seqgen's lean update" if UPDATE == "lean" else "")
+          + ("; the plain LM loop with seqgen's fused loss" if LM_LOSS == "fused" else "") + ")",
           header, rows)
 
 
