@@ -229,7 +229,9 @@ def _fused_adam_step(optimizer: Any) -> bool:
         for group, params, states in plan:
             steps = [s["step"] for s in states]
             torch._foreach_add_(steps, 1)
-            kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
+            # AdamW decouples its weight decay (an older torch's AdamW groups have no such key: the class says it)
+            decoupled = type(optimizer) is torch.optim.AdamW or group.get("decoupled_weight_decay")
+            kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
             kernel(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
                    [], steps, amsgrad=False, lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1],
                    weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"],
