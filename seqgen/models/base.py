@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from seqgen.errors import ConfigError, NonFiniteLossError
-from seqgen.models.execution import optimiser_steps
+from seqgen.models.execution import clear_grads, optimiser_steps
 from seqgen.models.optim import (
     build_optimizer,
     build_scheduler,
@@ -118,6 +118,12 @@ class SeqgenModule(L.LightningModule):
         if self.compile_net and hasattr(self, "net") and not getattr(self, "_compiled", False):
             self.net = torch.compile(self.net)
             self._compiled = True
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        """Lightning's hook, doing what its default does (``optimizer.zero_grad()``: every gradient set
+        to None) without the profiler range torch opens at every call when no profiler runs
+        (:func:`seqgen.models.execution.clear_grads`). A subclass may override it as Lightning's."""
+        clear_grads(optimizer)
 
     def finite_or_skip(self, loss: Tensor) -> Tensor | None:
         """The loss, with a NaN/inf loss handled without a host sync per step.

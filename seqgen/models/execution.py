@@ -144,10 +144,8 @@ def _inner_update(module: L.LightningModule, loss: Tensor, batch_idx: int) -> No
     strategy = trainer.strategy
     device_type = loss.device.type
     with torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type) else contextlib.nullcontext():
-        if type(module).optimizer_zero_grad is L.LightningModule.optimizer_zero_grad:
-            clear_grads(optimizer)  # what Lightning's hook does: optimizer.zero_grad(), gradients set to None
-        else:  # the model's own hook
-            module.optimizer_zero_grad(trainer.current_epoch, batch_idx, optimizer)
+        # Lightning's hook (seqgen's modules: clear_grads, gradients set to None as its optimizer.zero_grad())
+        module.optimizer_zero_grad(trainer.current_epoch, batch_idx, optimizer)
         _backward(strategy, loss)
         if trainer.gradient_clip_val:
             module.configure_gradient_clipping(optimizer, gradient_clip_val=trainer.gradient_clip_val,
