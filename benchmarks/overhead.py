@@ -48,6 +48,8 @@ from seqgen.train import build_datamodule, build_model, run
 
 LM_LOSS = "logits"  # --plain-lm-loss: the classic decoder + F.cross_entropy, or seqgen's fused one
 UPDATE = "torch"  # --plain-update: opt.zero_grad(set_to_none=True) / opt.step(), or seqgen's clear_grads / optimizer_step
+# timed steps per task as a multiple of --steps: each row's window spans about a second or more
+STEP_SCALE = {"char_lm": 1 / 8, "digits_vae": 8, "digits_lenet": 4, "digits_gan": 4, "mnist_vae": 4}
 
 
 def _zero(opt) -> None:
@@ -62,8 +64,6 @@ def _step(opt) -> None:
         optimizer_step(opt)
     else:
         opt.step()
-# timed steps per task as a multiple of --steps: each row's window spans about a second or more
-STEP_SCALE = {"char_lm": 1 / 8, "digits_vae": 8, "digits_lenet": 4, "digits_gan": 4, "mnist_vae": 4}
 
 
 def _lm_step(model, batch, state):
@@ -105,14 +105,14 @@ def _optimizers(model, total_steps: int | None = None) -> tuple[list, list]:
     epoch: the plain loop has no epochs and leaves it out)."""
     from seqgen.models.optim import build_scheduler
 
-    schedule = dict(getattr(model, "scheduler_cfg", None) or {"name": "none"})
+    schedule = getattr(model, "scheduler_cfg", None) or {"name": "none"}
     model.scheduler_cfg = {"name": "none"}
     opts = model.configure_optimizers()
     model.scheduler_cfg = schedule
     opts = opts if isinstance(opts, (list, tuple)) else [opts]
     opts = [o["optimizer"] if isinstance(o, dict) else o for o in opts]
-    name = schedule.pop("name", "none")
-    built = build_scheduler(opts[0], name, total_steps=total_steps, **schedule) if len(opts) == 1 and name != "none" else None
+    name, options = schedule.get("name", "none"), {k: v for k, v in schedule.items() if k != "name"}
+    built = build_scheduler(opts[0], name, total_steps=total_steps, **options) if len(opts) == 1 and name != "none" else None
     return opts, [built["scheduler"]] if built and built["interval"] == "step" else []
 
 
