@@ -40,6 +40,11 @@ import torch
 from lightning.pytorch.utilities.data import extract_batch_size
 from torch import Tensor
 
+try:  # torch's global optimiser step hooks (a step must run torch's wrapper while any is registered)
+    from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+except ImportError:  # another torch: optimizer_step always takes torch's own step
+    _global_optimizer_pre_hooks = _global_optimizer_post_hooks = None
+
 _LOG_ARGS = [p for p in inspect.signature(L.LightningModule.log).parameters if p not in ("self", "name", "value")]
 
 
@@ -240,15 +245,13 @@ def _fused_adam_step(optimizer: Any) -> bool:
 def _bare_step(optimizer: Any) -> Any:
     """The optimiser class's own step function under torch's hook-and-profile wrapper, or None when
     the wrapper (or anything else around ``step``) has to run."""
-    if torch.autograd._profiler_enabled():
+    if torch.autograd._profiler_enabled() or _global_optimizer_pre_hooks is None:
         return None
     try:
-        from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
-
         if (_global_optimizer_pre_hooks or _global_optimizer_post_hooks or optimizer._optimizer_step_pre_hooks
                 or optimizer._optimizer_step_post_hooks):
             return None
-    except (ImportError, AttributeError):  # another torch: its own step
+    except AttributeError:  # another torch: its own step
         return None
     wrapper = type(optimizer).step
     if not getattr(wrapper, "hooked", False) or not hasattr(wrapper, "__wrapped__"):
