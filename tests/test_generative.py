@@ -257,6 +257,22 @@ def test_stochastic_binarisation_draws_each_pixel_at_its_grey_level_batch_by_bat
     expected = [one_by_one((part, torch.arange(len(part))))[0] for part in even.split(8)]
     got = [bx for bx, _ in grouped.collate_group((even, torch.arange(len(even))), [8] * 4)]
     assert all(torch.equal(a, e) for a, e in zip(got, expected))
+    # a pass resumed after three full batches of 50 continues the stream: its first batch draws what the
+    # fourth batch of an uninterrupted pass draws, one by one or as a group; a new epoch draws afresh
+    full = torch.rand(6 * 50, 1, 5, 7, generator=torch.Generator().manual_seed(2))  # 35 pixels an image
+    whole = binarizer()
+    iter(whole.sampler)
+    expected = [whole((part, torch.arange(len(part))))[0] for part in full.split(50)]
+    for by_group in (False, True):
+        resumed = _StochasticBinarize(EpochShuffle(1000, seed=3, skip=lambda: 150), batch_size=50, seed=3, trainer=None)
+        iter(resumed.sampler)
+        rest = full[150:]
+        got = ([bx for bx, _ in resumed.collate_group((rest, torch.arange(len(rest))), [50] * 3)] if by_group
+               else [resumed((part, torch.arange(len(part))))[0] for part in rest.split(50)])
+        assert all(torch.equal(a, e) for a, e in zip(got, expected[3:])), by_group
+    whole.sampler.set_epoch(1)
+    iter(whole.sampler)
+    assert not torch.equal(whole((full[:50], torch.arange(50)))[0], expected[0])
 
 
 # -- GANs ------------------------------------------------------------------------------------------

@@ -356,41 +356,53 @@ class TensorPairs(Dataset):
 
 class _StochasticBinarize:
     """Collate: each pixel becomes 1 with probability equal to its grey level, fresh every batch.
-    The draws come from a generator of their own, seeded by (seed, epoch, rank, batch number in the
-    epoch) -- not the global RNG -- so they do not depend on when the loader is read (a loader read
-    ahead, K batches at a time, gives the same draws) and a mid-epoch resume continues them.
+    The draws come from a generator of their own, seeded at the start of each pass over the sampler
+    by (seed, epoch, rank) -- not the global RNG -- and each batch takes the next words of that
+    stream: torch's CPU generator gives the same words drawn in one call or in several, so batches
+    binarised one at a time and a group of them binarised at once (steps per execution,
+    :mod:`seqgen.data.grouping`) get the same draws, whenever the loader is read; a mid-epoch
+    resume skips the words of the batches already trained on and continues the stream.
 
     A pixel of grey level x is 1 when a uniform 15-bit integer h (0..32767) is below 32768 x: a
     Bernoulli draw of probability ceil(32768 x) / 32768, within 2^-15 of x (exactly 0 at x = 0 and 1 at
     x = 1). Each 64-bit word of ``random_`` gives four such integers (the 15 low bits of each 16-bit
-    quarter): a quarter of the generator's words and no float conversion, against one word per pixel
-    for ``torch.rand`` -- 89 against 287 us for a batch of 128 MNIST images here. ``collate_group``
-    binarises a group of batches (steps per execution, :mod:`seqgen.data.grouping`) with one
-    comparison, drawing each batch's integers from its own seed as ``__call__`` draws them."""
+    quarter; a batch of n pixels takes ceil(n / 4) words): a quarter of the generator's words and no
+    float conversion, against one word per pixel for ``torch.rand`` -- 89 against 287 us for a batch
+    of 128 MNIST images here. ``collate_group`` draws a group's words with one call and binarises
+    them with one comparison (up to ``SLAB`` pixels at a time), where seeding each batch's generator
+    on its own cost the digits VAE 41 seedings an epoch (about 0.2 ms of a 0.45 ms epoch start)."""
 
     SLAB = 1 << 18  # pixels binarised in one comparison by collate_group (a megabyte of float32)
+    SKIP_WORDS = 1 << 20  # words drawn at a time to skip the batches a resume has already trained on
 
     def __init__(self, sampler: EpochShuffle, batch_size: int, seed: int, trainer: Any):
         self.sampler, self.batch_size, self.seed, self.trainer = sampler, batch_size, seed, trainer
         self.gen = torch.Generator()
-        self._pass, self._batch = -1, 0
+        self._pass = -1
 
-    def _seed_next(self) -> None:
-        """Seed the generator for the next batch of the pass."""
-        rank, world = rank_world(self.trainer)
+    def _words(self, counts: list[int], per: int) -> torch.Tensor:
+        """The next words of the pass's stream for consecutive batches of ``counts[i]`` pixels
+        (``per`` an example): ``(counts[i] + 3) // 4`` each, in one int64 tensor."""
         if self._pass != self.sampler.passes:  # a new pass over the sampler (an epoch, or a resumed one)
-            self._pass, self._batch = self.sampler.passes, self.sampler.started // (self.batch_size * world)
-        self.gen.manual_seed(((self.seed * 1_000_003 + self.sampler.epoch) * 1_009 + rank) * 1_000_033 + self._batch)
-        self._batch += 1
+            rank, world = rank_world(self.trainer)
+            self._pass = self.sampler.passes
+            self.gen.manual_seed((self.seed * 1_000_003 + self.sampler.epoch) * 1_009 + rank)
+            # a resumed pass: the full batches trained on before the checkpoint took their words
+            skip = self.sampler.started // (self.batch_size * world) * ((self.batch_size * per + 3) // 4)
+            while skip > 0:
+                n = min(skip, self.SKIP_WORDS)
+                torch.empty(n, dtype=torch.int64).random_(generator=self.gen)
+                skip -= n
+        return torch.empty(sum((c + 3) // 4 for c in counts), dtype=torch.int64).random_(generator=self.gen)
 
-    def _fill(self, words: torch.Tensor) -> torch.Tensor:
-        """``words`` (int64) filled with the next batch's random words, from its own seed."""
-        self._seed_next()
-        return words.random_(generator=self.gen)
-
-    def _draw(self, n: int) -> torch.Tensor:
-        """The next batch's ``n`` uniform 16-bit integers (int16; their 15 low bits are used)."""
-        return self._fill(torch.empty((n + 3) // 4, dtype=torch.int64)).view(torch.int16)[:n]
+    @staticmethod
+    def _draws(words: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """The batches' 16-bit integers (int16), ``counts[i]`` for batch i, from its ``(counts[i] + 3) // 4``
+        words: one view when every batch uses whole words."""
+        if all(c % 4 == 0 for c in counts):
+            return words.view(torch.int16)
+        parts = words.split([(c + 3) // 4 for c in counts])
+        return torch.cat([w.view(torch.int16)[:c] for w, c in zip(parts, counts)])
 
     @staticmethod
     def _binarize(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -401,13 +413,14 @@ class _StochasticBinarize:
 
     def __call__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
-        return self._binarize(x, self._draw(x.numel())), y
+        counts = [x.numel()]
+        return self._binarize(x, self._draws(self._words(counts, x[0].numel() if len(x) else 0), counts)), y
 
     def collate_group(self, parts: tuple[torch.Tensor, torch.Tensor], sizes: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of a group read at once (``parts``: the examples of ``sizes[0]``, ``sizes[1]``, ...
         consecutive batches), each binarised as ``__call__`` would binarise it in turn: consecutive
-        batches share one comparison up to ``SLAB`` pixels (the digits VAE's group of 41 batches in
-        one, an MNIST batch of 128 on its own: temporaries that stay in the cache)."""
+        batches share one draw and one comparison up to ``SLAB`` pixels (the digits VAE's group of 41
+        batches in one, an MNIST batch of 128 on its own: temporaries that stay in the cache)."""
         x, y = parts
         per = x[0].numel() if len(x) else 0
         out, i, start = [], 0, 0
@@ -416,15 +429,7 @@ class _StochasticBinarize:
             while j < len(sizes) and (n + sizes[j]) * per <= self.SLAB:
                 n, j = n + sizes[j], j + 1
             counts = [m * per for m in sizes[i:j]]
-            if all(c % 4 == 0 for c in counts):  # each batch's words straight into one buffer
-                words, at = torch.empty(n * per // 4, dtype=torch.int64), 0
-                for c in counts:
-                    self._fill(words[at:at + c // 4])
-                    at += c // 4
-                draws = words.view(torch.int16)
-            else:
-                draws = torch.cat([self._draw(c) for c in counts])
-            binary = self._binarize(x[start:start + n], draws)
+            binary = self._binarize(x[start:start + n], self._draws(self._words(counts, per), counts))
             out += zip(binary.split(sizes[i:j]), y[start:start + n].split(sizes[i:j]))
             i, start = j, start + n
         return out
