@@ -1,4 +1,4 @@
-"""A no-op fast path for ``self.log`` in Lightning.
+"""Fast paths for Lightning's per-call Python: ``self.log``, its signature check, callback dispatch.
 
 Every ``LightningModule.log`` call ends in ``_ResultCollection.log``, which calls
 ``_ResultMetric.to(value.device)``. That ``to`` rebuilds the metric's whole ``__dict__`` through
@@ -22,6 +22,11 @@ And ``LightningModule.log``'s check, at every call in training, that ``training_
 ``dataloader_iter`` (``is_param_in_hook_signature``, an ``inspect.getfullargspec`` each time) is
 answered once per function within the block. With both, a ``log`` call of the digits VAE at K=1
 takes 109-111 us here against 148 with Lightning's own (``to``'s walk alone: 20 -> 12 us).
+
+And Lightning's dispatch of a callback hook (``trainer.call._call_callback_hooks``) calls it only on the
+callbacks that define it, without a profile block per callback, while the trainer's profiler is the
+default no-op one (see :func:`_install_callback_dispatch`): the digits VAE at one step per execution
+went from 2.05 to 1.89 ms a step here (12 callbacks, six hooks a step).
 """
 
 from __future__ import annotations
@@ -150,6 +155,7 @@ def install() -> bool:
     to.__doc__ = original.__doc__
     _ResultMetric.to = to
     _install_signature_cache()
+    _install_callback_dispatch()
     return True
 
 
@@ -198,6 +204,62 @@ def _install_signature_cache() -> None:
             user.is_param_in_hook_signature = is_param_in_hook_signature
 
 
+def _overrides(kind: type, hook: str, cache: dict[tuple[type, str], bool]) -> bool:
+    """Whether the callback class ``kind`` defines ``hook`` other than as ``Callback``'s own (a no-op)."""
+    key = (kind, hook)
+    answer = cache.get(key)
+    if answer is None:
+        from lightning.pytorch.callbacks import Callback
+
+        base = getattr(Callback, hook, None)
+        answer = cache[key] = base is None or getattr(kind, hook, None) is not base
+    return answer
+
+
+def _install_callback_dispatch() -> None:
+    """Lightning calls each hook on every callback, each call inside a ``trainer.profiler.profile``
+    block named by an f-string of the callback's ``state_key`` (the default profiler's block does
+    nothing), whether or not the callback has that hook (``Callback``'s own is an empty method):
+    fifteen callbacks and six hooks a training step, several dozen more at every epoch end. Within
+    the block, with the default ``PassThroughProfiler`` and Lightning's debug log off, a hook is
+    called on the callbacks that define it (on the class or the instance), in the same order, with
+    the same arguments and ``_current_fx_name``; with any other profiler, Lightning's own dispatch
+    and its per-callback profile blocks."""
+    import logging
+
+    from lightning.pytorch.profilers import PassThroughProfiler
+    from lightning.pytorch.trainer import call
+
+    original = call._call_callback_hooks
+    if getattr(original, "_seqgen_fast", False):
+        return
+    cache: dict[tuple[type, str], bool] = {}
+    monitoring = (call.EarlyStopping, call.Checkpoint)  # Lightning's "monitoring callbacks", as it names them
+
+    def _call_callback_hooks(trainer: Any, hook_name: str, *args: Any, monitoring_callbacks: bool | None = None,
+                             **kwargs: Any) -> None:
+        if type(trainer.profiler) is not PassThroughProfiler or call.log.isEnabledFor(logging.DEBUG):
+            return original(trainer, hook_name, *args, monitoring_callbacks=monitoring_callbacks, **kwargs)
+        pl_module = trainer.lightning_module
+        if pl_module:
+            prev_fx_name = pl_module._current_fx_name
+            pl_module._current_fx_name = hook_name
+        callbacks = trainer.callbacks
+        if monitoring_callbacks is not None:  # Lightning's split of on_train_epoch_end (fit_loop)
+            callbacks = [cb for cb in callbacks if isinstance(cb, monitoring) == monitoring_callbacks]
+        for callback in callbacks:
+            if _overrides(type(callback), hook_name, cache) or hook_name in vars(callback):
+                fn = getattr(callback, hook_name)
+                if callable(fn):
+                    fn(trainer, trainer.lightning_module, *args, **kwargs)
+        if pl_module:
+            pl_module._current_fx_name = prev_fx_name
+
+    _call_callback_hooks._seqgen_fast = True  # type: ignore[attr-defined]
+    _call_callback_hooks._seqgen_original = original  # type: ignore[attr-defined]
+    call._call_callback_hooks = _call_callback_hooks
+
+
 def uninstall() -> None:
     """Undo one :func:`install`; the last one puts Lightning's own ``to`` (and signature check) back."""
     global _depth
@@ -216,3 +278,8 @@ def uninstall() -> None:
             user = importlib.import_module(name)
             if getattr(user, "is_param_in_hook_signature", None) is check:
                 user.is_param_in_hook_signature = check._seqgen_original
+    from lightning.pytorch.trainer import call
+
+    dispatch = call._call_callback_hooks
+    if _depth == 0 and getattr(dispatch, "_seqgen_fast", False):
+        call._call_callback_hooks = dispatch._seqgen_original

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from lightning.pytorch.core import module as _module
+from lightning.pytorch.trainer import call as _call
 from lightning.pytorch.trainer.connectors.logger_connector.result import _Metadata, _ResultMetric, _Sync
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -16,6 +17,7 @@ from seqgen.train import run
 
 LIGHTNINGS_TO = _ResultMetric.__dict__["to"]  # as Lightning defines it (tests import no seqgen before this)
 LIGHTNINGS_CHECK = _module.is_param_in_hook_signature
+LIGHTNINGS_DISPATCH = _call._call_callback_hooks
 
 
 def _signature_checks() -> list:
@@ -57,6 +59,7 @@ def test_importing_seqgen_leaves_lightning_untouched():
 
     assert _ResultMetric.__dict__["to"] is LIGHTNINGS_TO and not hasattr(_ResultMetric.to, "_seqgen_fast")
     assert _signature_checks() == [LIGHTNINGS_CHECK] * len(_fast_log._SIGNATURE_USERS)
+    assert _call._call_callback_hooks is LIGHTNINGS_DISPATCH
 
 
 def test_importing_seqgen_models_in_a_fresh_process_patches_nothing():
@@ -198,3 +201,50 @@ def test_the_signature_check_is_lightnings_answer_once_per_function(fast, monkey
     del n, N
     gc.collect()
     assert ref() is None  # the cache holds it weakly
+
+
+def _hook_calls(tmp_path, name, profiler=None):
+    """Every callback hook call of a short run, in order: (hook, callback, fx name the module saw, the
+    arguments' types), from callbacks that define hooks on the class, on an instance, or none."""
+    import lightning as L
+
+    calls = []
+
+    def record(label):
+        def hook(trainer, pl_module, *args, **kwargs):
+            calls.append((hook.name, label, pl_module._current_fx_name, tuple(type(a).__name__ for a in args),
+                          tuple(sorted(kwargs))))
+        return hook
+
+    class OnClass(L.Callback):
+        pass
+
+    for hook in ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_before_optimizer_step",
+                 "on_train_epoch_end", "on_validation_end", "setup", "teardown"):
+        fn = record("class")
+        fn.name = hook
+        setattr(OnClass, hook, lambda self, *a, _fn=fn, **k: _fn(*a, **k))
+    on_instance = L.Callback()
+    fn = record("instance")
+    fn.name = "on_after_backward"
+    on_instance.on_after_backward = fn
+    overrides = ["task=digits_mlp", "steps_per_execution=1", "trainer.max_epochs=2", "trainer.limit_train_batches=3",
+                 "trainer.limit_val_batches=2", "callbacks.progress_bar=null", "test=false", "logger=none"]
+    if profiler:
+        overrides.append(f"+trainer.profiler={profiler}")
+    run(make_cfg(tmp_path / name, overrides), extra_callbacks=[OnClass(), L.Callback(), on_instance])
+    return calls
+
+
+def test_callback_hooks_reach_the_same_callbacks_in_the_same_order_as_lightnings_dispatch(tmp_path, monkeypatch):
+    """The fast dispatch (seqgen/fast_log.py) skips only callbacks whose hook is Callback's empty one:
+    a run makes the same calls, in the same order, with the same arguments, as with Lightning's own
+    (SEQGEN_FAST_LOG=0) and as with a profiler (Lightning's own dispatch, its profile blocks)."""
+    fast = _hook_calls(tmp_path, "fast")
+    profiled = _hook_calls(tmp_path, "profiled", profiler="simple")
+    monkeypatch.setenv("SEQGEN_FAST_LOG", "0")
+    lightnings = _hook_calls(tmp_path, "lightning")
+    kinds = {hook for hook, *_ in fast}
+    assert {"on_after_backward", "on_train_epoch_end", "on_before_optimizer_step", "setup", "teardown"} <= kinds
+    assert len(fast) > 20 and fast == lightnings == profiled
+    assert all(fx == hook for hook, _, fx, *_ in fast if hook.startswith("on_"))
