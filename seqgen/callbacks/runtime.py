@@ -338,17 +338,35 @@ class RunCheckpoint(ModelCheckpoint):
         with deferring(self.write_within_s):
             super()._save_checkpoint(trainer, filepath)
 
-    def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a save that min_interval_s skips is decided before Lightning copies the logged values for it
+        if self._too_soon(trainer):
+            self._flush_due(trainer)
+            return
+        super().on_train_epoch_end(trainer, pl_module)
+
+    def _too_soon(self, trainer: L.Trainer) -> bool:
+        """A ``last.ckpt``-style save (no monitor) within ``min_interval_s`` of the previous one, and
+        training does not end with this epoch: skipped (rank 0 decides, every rank follows)."""
         import time
 
+        if not (self.min_interval_s and self.monitor is None):
+            return False
+        recent = self._saved_at is not None and time.monotonic() - self._saved_at < self.min_interval_s
+        return bool(trainer.strategy.broadcast(recent and not _training_ends(trainer), src=0))
+
+    @staticmethod
+    def _flush_due(trainer: L.Trainer) -> None:
         flush_due = getattr(trainer.strategy.checkpoint_io, "flush_due", None)
         if flush_due is not None and trainer.is_global_zero:
             flush_due()  # a deferred best whose time is up (checked at every epoch end)
-        if self.min_interval_s and self.monitor is None:
-            recent = self._saved_at is not None and time.monotonic() - self._saved_at < self.min_interval_s
-            skip = trainer.strategy.broadcast(recent and not _training_ends(trainer), src=0)
-            if skip:
-                return
+
+    def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        import time
+
+        self._flush_due(trainer)
+        if self._too_soon(trainer):
+            return
         super()._save_topk_checkpoint(trainer, monitor_candidates)
         self._saved_at = time.monotonic()
 
