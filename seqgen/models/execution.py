@@ -116,8 +116,12 @@ class DeferredLog:
             if reduce == "mean":
                 return sum(v * w for v, w in zip(values, weights)) / sum(weights)
             return {"sum": sum, "max": max, "min": min}[reduce](values)
-        if all(type(v) is Tensor and v.dim() == 0 and v.dtype == values[0].dtype for v in values):
-            stacked = torch.stack(values).float()  # the usual case, scalars of one dtype: one kernel, not two a value
+        try:  # the usual case, tensor scalars: one kernel, not two a value (mixed dtypes promoted, exactly)
+            stacked = torch.stack(values)
+        except (TypeError, RuntimeError):  # Python numbers among them, or tensors of different shapes
+            stacked = None
+        if stacked is not None and stacked.dim() == 1:
+            stacked = stacked.float()
         else:
             device = next(v.device for v in values if isinstance(v, Tensor))
             stacked = torch.stack([(v.float().mean() if v.numel() != 1 else v.float().reshape(()))
