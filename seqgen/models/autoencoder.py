@@ -236,10 +236,10 @@ class VAE(_ImageModel):
         return self._unit(self.net.decode(z))
 
     # -- steps -------------------------------------------------------------------------------
-    def _step(self, stage: str, x: Tensor) -> Tensor:
+    def _step(self, stage: str, x: Tensor, beta: float | None = None) -> Tensor:
         rec, kl, _ = self.elbo_terms(x)
         elbo = -(rec + kl)
-        loss = (rec + self.beta_now() * kl).mean()
+        loss = (rec + (self.beta_now() if beta is None else beta) * kl).mean()
         n, sync = x.size(0), stage != "train"
         self.log(f"{stage}/loss", loss if stage == "train" else -elbo.mean(), prog_bar=sync, on_step=stage == "train",
                  on_epoch=True, batch_size=n, sync_dist=sync)
@@ -249,8 +249,9 @@ class VAE(_ImageModel):
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
-        loss = self._step("train", batch[0])
-        self.log("train/beta", self.beta_now(), on_step=True, on_epoch=False)
+        beta = self.beta_now()  # once a step: the global step is a chain of five Lightning properties
+        loss = self._step("train", batch[0], beta)
+        self.log("train/beta", beta, on_step=True, on_epoch=False)
         return self.finite_or_skip(loss)
 
     def on_validation_epoch_start(self) -> None:
