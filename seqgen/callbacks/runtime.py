@@ -329,6 +329,7 @@ class RunCheckpoint(ModelCheckpoint):
         self.min_interval_s = float(min_interval_s)
         self.write_within_s = float(write_within_s)
         self._saved_at: float | None = None
+        self._decided = False  # within an epoch end whose min_interval_s check has been made
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         deferring = getattr(trainer.strategy.checkpoint_io, "deferring", None)
@@ -339,18 +340,23 @@ class RunCheckpoint(ModelCheckpoint):
             super()._save_checkpoint(trainer, filepath)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # a save that min_interval_s skips is decided before Lightning copies the logged values for it
+        # a save that min_interval_s skips is decided before Lightning copies the logged values for it,
+        # once: the save it goes on to make does not ask (and broadcast) again
         if self._too_soon(trainer):
             self._flush_due(trainer)
             return
-        super().on_train_epoch_end(trainer, pl_module)
+        self._decided = True
+        try:
+            super().on_train_epoch_end(trainer, pl_module)
+        finally:
+            self._decided = False
 
     def _too_soon(self, trainer: L.Trainer) -> bool:
         """A ``last.ckpt``-style save (no monitor) within ``min_interval_s`` of the previous one, and
         training does not end with this epoch: skipped (rank 0 decides, every rank follows)."""
         import time
 
-        if not (self.min_interval_s and self.monitor is None):
+        if not (self.min_interval_s and self.monitor is None) or self._decided:
             return False
         recent = self._saved_at is not None and time.monotonic() - self._saved_at < self.min_interval_s
         return bool(trainer.strategy.broadcast(recent and not _training_ends(trainer), src=0))
