@@ -413,8 +413,7 @@ class _StochasticBinarize:
 
     def __call__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
-        counts = [x.numel()]
-        return self._binarize(x, self._draws(self._words(counts, x[0].numel() if len(x) else 0), counts)), y
+        return self.collate_group(batch, [len(x)])[0][0], y  # a group of one batch
 
     def collate_group(self, parts: tuple[torch.Tensor, torch.Tensor], sizes: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of a group read at once (``parts``: the examples of ``sizes[0]``, ``sizes[1]``, ...
