@@ -116,6 +116,34 @@ def test_a_group_gathered_at_once_holds_the_loaders_own_batches(binarize, limit)
             assert torch.equal(x, ex) and torch.equal(y, ey) and x.dtype == ex.dtype
 
 
+@pytest.mark.parametrize("drop_last, skip", [(False, 0), (True, 0), (False, 70), (True, 70)])
+def test_a_shuffled_group_is_cut_from_the_samplers_order_as_batch_sampler_cuts_it(drop_last, skip):
+    """A grouped loader over an EpochShuffle reads the pass's order as one tensor and cuts it into
+    batches itself: the same batches as the loader's own (a short last batch, or none with
+    drop_last; a resumed pass that skips examples), and the sampler's pass bookkeeping as its own."""
+    from seqgen.data.grouping import _group_indices
+    from seqgen.data.images import EpochShuffle, TensorPairs
+    from seqgen.data.registry import as_collated
+
+    data = TensorPairs(torch.arange(230.0).view(115, 2), torch.arange(115))
+
+    def loader():
+        return DataLoader(data, batch_size=8, sampler=EpochShuffle(115, seed=5, skip=lambda: skip),
+                          drop_last=drop_last, collate_fn=as_collated)
+
+    plain, grouped = loader(), group_loader(loader(), 4)
+    sizes = [s for s, _ in _group_indices(grouped)]
+    assert sum(sizes, []) == [len(b) for b in plain.batch_sampler]  # cut arithmetically, not by iterating it
+    for epoch in (0, 1, 2):
+        plain.sampler.set_epoch(epoch), grouped.sampler.set_epoch(epoch)
+        expected = list(plain)
+        groups = list(grouped)
+        got = [b for group in groups for b in group]
+        assert [len(g) for g in groups[:-1]] == [4] * (len(groups) - 1) and len(got) == len(expected)
+        assert all(torch.equal(x, ex) and torch.equal(y, ey) for (x, y), (ex, ey) in zip(got, expected))
+        assert (grouped.sampler.passes, grouped.sampler.started) == (plain.sampler.passes, plain.sampler.started)
+
+
 @pytest.mark.parametrize("overrides, match", [
     (["steps_per_execution=0"], "steps_per_execution must be a positive integer"),
     (["steps_per_execution=4", "trainer.accumulate_grad_batches=2"], "cannot be combined with trainer.accumulate_grad_batches"),

@@ -33,23 +33,44 @@ def _gathered_batches(loader: DataLoader) -> Iterator[Any]:
     in-memory tensors instead of one per batch, and no DataLoader step per batch), split back
     into the batches, each through the loader's ``collate_fn`` as it is served, or all at once through its
     ``collate_group(parts, sizes)`` when it has one (the stochastic binarisation). The same batches
-    as the loader's own iterator (tests/test_execution.py); ``iter(batch_sampler)`` starts the
-    epoch as the loader's iterator starts it (a sampler's epoch and resume bookkeeping)."""
-    import numpy as np
-    import torch
-
-    indices = iter(loader.batch_sampler)
+    as the loader's own iterator (tests/test_execution.py); the epoch starts as the loader's iterator
+    starts it (``iter(batch_sampler)`` or the sampler's ``order()``: its epoch and resume bookkeeping)."""
     collate_group = getattr(loader.collate_fn, "collate_group", None)
-    while chunk := list(itertools.islice(indices, loader.group)):
-        sizes = [len(b) for b in chunk]
-        flat = np.fromiter(itertools.chain.from_iterable(chunk), dtype=np.int64, count=sum(sizes))
-        parts = loader.dataset.gather_examples(torch.from_numpy(flat))
+    for sizes, index in _group_indices(loader):
+        parts = loader.dataset.gather_examples(index)
         if collate_group is not None:  # the collate function's own way with a group (one kernel, not K)
             yield from collate_group(parts, sizes)
             continue
         split = [p.split(sizes) for p in parts]
-        for j in range(len(chunk)):
+        for j in range(len(sizes)):
             yield loader.collate_fn(tuple(s[j] for s in split))
+
+
+def _group_indices(loader: DataLoader) -> Iterator[tuple[list[int], Any]]:
+    """(batch sizes, their indices as one int64 tensor) for each group of the loader's batches. A
+    torch ``BatchSampler`` over a sampler with an ``order()`` tensor (``EpochShuffle``) is cut into
+    batches arithmetically, as ``BatchSampler`` cuts it (``drop_last`` too): no Python list per batch
+    (about 0.15 ms an epoch for the digits VAE's 41 batches); any other batch sampler is read batch by batch."""
+    import numpy as np
+    import torch
+    from torch.utils.data import BatchSampler
+
+    batch_sampler = loader.batch_sampler
+    order = getattr(batch_sampler, "sampler", None) if type(batch_sampler) is BatchSampler else None
+    order = getattr(order, "order", None)
+    if callable(order):
+        index, size = order(), batch_sampler.batch_size
+        n = len(index) // size * size if batch_sampler.drop_last else len(index)
+        for start in range(0, n, size * loader.group):
+            stop = min(start + size * loader.group, n)
+            sizes = [size] * ((stop - start) // size) + ([(stop - start) % size] if (stop - start) % size else [])
+            yield sizes, index[start:stop]
+        return
+    indices = iter(batch_sampler)
+    while chunk := list(itertools.islice(indices, loader.group)):
+        sizes = [len(b) for b in chunk]
+        flat = np.fromiter(itertools.chain.from_iterable(chunk), dtype=np.int64, count=sum(sizes))
+        yield sizes, torch.from_numpy(flat)
 
 
 def _grouped_iter(self: DataLoader) -> Iterator[list[Any]]:

@@ -451,9 +451,14 @@ class EpochShuffle(Sampler[int]):
         return self.n
 
     def __iter__(self) -> Iterator[int]:
+        return iter(self.order().tolist())
+
+    def order(self) -> torch.Tensor:
+        """The pass's indices as one int64 tensor (what iterating yields, begun the same way): a
+        grouped loader reads its batches' indices from it without a Python list per batch."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         self.passes, self.started = self.passes + 1, self.skip()
-        return iter(torch.randperm(self.n, generator=gen).tolist()[self.started:])
+        return torch.randperm(self.n, generator=gen)[self.started:]
 
 
 def resumable_shuffle(n: int, seed: int, batch_size: int, trainer: Any) -> EpochShuffle:
