@@ -238,14 +238,16 @@ class VAE(_ImageModel):
     # -- steps -------------------------------------------------------------------------------
     def _step(self, stage: str, x: Tensor, beta: float | None = None) -> Tensor:
         rec, kl, _ = self.elbo_terms(x)
-        elbo = -(rec + kl)
         loss = (rec + (self.beta_now() if beta is None else beta) * kl).mean()
+        # the logged values from the batch means, off the autograd graph: four small kernels a step, none recorded
+        rec_m, kl_m = rec.detach().mean(), kl.detach().mean()
+        nll_m = rec_m + kl_m  # the negative ELBO (the loss at beta = 1)
         n, sync = x.size(0), stage != "train"
-        self.log(f"{stage}/loss", loss if stage == "train" else -elbo.mean(), prog_bar=sync, on_step=stage == "train",
+        self.log(f"{stage}/loss", loss if stage == "train" else nll_m, prog_bar=sync, on_step=stage == "train",
                  on_epoch=True, batch_size=n, sync_dist=sync)
-        self.log(f"{stage}/elbo", elbo.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=sync)
-        self.log(f"{stage}/kl", kl.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=sync)
-        self.log(f"{stage}/rec_nll", rec.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=sync)
+        self.log(f"{stage}/elbo", -nll_m, on_step=False, on_epoch=True, batch_size=n, sync_dist=sync)
+        self.log(f"{stage}/kl", kl_m, on_step=False, on_epoch=True, batch_size=n, sync_dist=sync)
+        self.log(f"{stage}/rec_nll", rec_m, on_step=False, on_epoch=True, batch_size=n, sync_dist=sync)
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
