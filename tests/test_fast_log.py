@@ -248,3 +248,21 @@ def test_callback_hooks_reach_the_same_callbacks_in_the_same_order_as_lightnings
     assert {"on_after_backward", "on_train_epoch_end", "on_before_optimizer_step", "setup", "teardown"} <= kinds
     assert len(fast) > 20 and fast == lightnings == profiled
     assert all(fx == hook for hook, _, fx, *_ in fast if hook.startswith("on_"))
+
+
+def test_the_hook_name_is_a_plain_attribute_and_everything_else_goes_through_modules_setattr():
+    """SeqgenModule stores Lightning's ``_current_fx_name`` (a str or None, set around every hook)
+    directly; any other value or name still takes ``nn.Module.__setattr__`` (submodules and
+    parameters registered, a tensor for a parameter's name refused)."""
+    from seqgen.models.base import SeqgenModule
+
+    m = SeqgenModule()
+    m._current_fx_name = "training_step"
+    assert m.__dict__["_current_fx_name"] == "training_step" and m._current_fx_name == "training_step"
+    m._current_fx_name = None
+    assert m._current_fx_name is None
+    m.layer = torch.nn.Linear(2, 2)
+    m.scale = torch.nn.Parameter(torch.ones(1))
+    assert "layer" in m._modules and "scale" in m._parameters and "layer" not in m.__dict__
+    with pytest.raises(TypeError, match="cannot assign"):
+        m.scale = torch.zeros(1)
