@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from lightning.pytorch.core import module as _module
+from lightning.pytorch.loops import utilities as _loop_utilities
 from lightning.pytorch.trainer import call as _call
 from lightning.pytorch.trainer.connectors.logger_connector.result import _Metadata, _ResultMetric, _Sync
 from torchmetrics.classification import MulticlassAccuracy
@@ -18,6 +19,7 @@ from seqgen.train import run
 LIGHTNINGS_TO = _ResultMetric.__dict__["to"]  # as Lightning defines it (tests import no seqgen before this)
 LIGHTNINGS_CHECK = _module.is_param_in_hook_signature
 LIGHTNINGS_DISPATCH = _call._call_callback_hooks
+LIGHTNINGS_VERIFY = _loop_utilities._verify_dataloader_idx_requirement
 
 
 def _signature_checks() -> list:
@@ -25,6 +27,13 @@ def _signature_checks() -> list:
     import importlib
 
     return [importlib.import_module(name).is_param_in_hook_signature for name in _fast_log._SIGNATURE_USERS]
+
+
+def _verify_checks() -> list:
+    """Lightning's dataloader_idx check as each loop that calls it sees it."""
+    import importlib
+
+    return [importlib.import_module(name)._verify_dataloader_idx_requirement for name in _fast_log._VERIFY_USERS]
 
 
 def _metric(value) -> _ResultMetric:
@@ -60,6 +69,7 @@ def test_importing_seqgen_leaves_lightning_untouched():
     assert _ResultMetric.__dict__["to"] is LIGHTNINGS_TO and not hasattr(_ResultMetric.to, "_seqgen_fast")
     assert _signature_checks() == [LIGHTNINGS_CHECK] * len(_fast_log._SIGNATURE_USERS)
     assert _call._call_callback_hooks is LIGHTNINGS_DISPATCH
+    assert _verify_checks() == [LIGHTNINGS_VERIFY] * len(_fast_log._VERIFY_USERS)
 
 
 def test_importing_seqgen_models_in_a_fresh_process_patches_nothing():
@@ -82,8 +92,11 @@ def test_installed_for_the_block_only_and_nested_blocks_share_it():
         assert _ResultMetric.to is inner  # the outer block still holds it
         assert _module.is_param_in_hook_signature._seqgen_original is LIGHTNINGS_CHECK
         assert _signature_checks() == [_module.is_param_in_hook_signature] * len(_fast_log._SIGNATURE_USERS)
+        verify = _verify_checks()
+        assert all(v._seqgen_fast and v._seqgen_original is LIGHTNINGS_VERIFY for v in verify) and len(set(verify)) == 1
     assert _ResultMetric.__dict__["to"] is LIGHTNINGS_TO and _module.is_param_in_hook_signature is LIGHTNINGS_CHECK
     assert _signature_checks() == [LIGHTNINGS_CHECK] * len(_fast_log._SIGNATURE_USERS)
+    assert _verify_checks() == [LIGHTNINGS_VERIFY] * len(_fast_log._VERIFY_USERS)
 
 
 def test_a_run_restores_lightnings_own_method(tmp_path):
@@ -266,3 +279,40 @@ def test_the_hook_name_is_a_plain_attribute_and_everything_else_goes_through_mod
     assert "layer" in m._modules and "scale" in m._parameters and "layer" not in m.__dict__
     with pytest.raises(TypeError, match="cannot assign"):
         m.scale = torch.zeros(1)
+
+
+def test_the_dataloader_idx_check_is_lightnings_verdict_made_once_when_it_passes(fast, monkeypatch):
+    """Within the block the loops' check of the step hooks' ``dataloader_idx`` passes and fails as
+    Lightning's: a passing check is made once per hooks, verdict and stage; a failing one raises at
+    every validation; a model whose hook changes is checked again."""
+    from lightning.pytorch.trainer.states import RunningStage
+
+    cached = _verify_checks()[0]
+    asked = []
+    original = cached.__closure__[cached.__code__.co_freevars.index("original")]
+    monkeypatch.setattr(original, "cell_contents", lambda *a: asked.append(a[:3]) or LIGHTNINGS_VERIFY(*a))
+
+    class One:
+        def validation_step(self, batch, batch_idx): ...
+        def on_validation_batch_start(self, batch, batch_idx, dataloader_idx=0): ...
+
+    class Needs:
+        def validation_step(self, batch, batch_idx, dataloader_idx): ...
+
+    stage = RunningStage.VALIDATING
+    for _ in range(3):
+        cached(("validation_step",), False, stage, One())
+        cached(("on_validation_batch_start",), False, stage, One())
+    assert len(asked) == 2  # once each
+    for expected in (True, False):  # several loaders but no dataloader_idx / one loader and a required one
+        model = One() if expected else Needs()
+        for _ in range(2):
+            with pytest.raises(RuntimeError, match="dataloader_idx"):
+                cached(("validation_step",), expected, stage, model)
+            with pytest.raises(RuntimeError, match="dataloader_idx"):
+                LIGHTNINGS_VERIFY(("validation_step",), expected, stage, model)
+    assert len(asked) == 6
+    changed = One()
+    changed.validation_step = Needs().validation_step  # a hook replaced on the instance: its own function
+    with pytest.raises(RuntimeError, match="dataloader_idx"):
+        cached(("validation_step",), False, stage, changed)
