@@ -144,6 +144,39 @@ def test_a_shuffled_group_is_cut_from_the_samplers_order_as_batch_sampler_cuts_i
         assert (grouped.sampler.passes, grouped.sampler.started) == (plain.sampler.passes, plain.sampler.started)
 
 
+@pytest.mark.parametrize("batch_size, drop_last", [(8, False), (8, True), (115, False), (200, False)])
+def test_an_in_order_loader_serves_torchs_batches_and_draws_what_torchs_iterator_draws(batch_size, drop_last):
+    """An evaluation loader over an in-memory dataset read in order gathers each batch's index range:
+    the batches of torch's iterator, epoch after epoch, and the global random stream left where
+    torch's iterator leaves it (it draws a base seed as it starts). Another sampler: torch's iterator."""
+    from torch.utils.data import SequentialSampler
+
+    from seqgen.data.grouping import in_order_loader
+    from seqgen.data.images import EpochShuffle, TensorPairs
+    from seqgen.data.registry import as_collated
+
+    data = TensorPairs(torch.arange(230.0).view(115, 2), torch.arange(115))
+
+    def loader(**kw):
+        return DataLoader(data, batch_size=batch_size, drop_last=drop_last, collate_fn=as_collated, **kw)
+
+    plain, fast = loader(), in_order_loader(loader())
+    assert isinstance(fast, DataLoader) and type(fast.sampler) is SequentialSampler and len(fast) == len(plain)
+    gathered = []
+    data.gather_examples = lambda index, _g=data.gather_examples: gathered.append(index) or _g(index)
+    for _ in range(2):
+        calls = len(gathered)
+        torch.manual_seed(7)
+        expected, after_plain = list(plain), torch.rand(3)
+        torch.manual_seed(7)
+        got, after_fast = list(fast), torch.rand(3)
+        assert len(got) == len(expected) and torch.equal(after_fast, after_plain)
+        assert all(torch.equal(x, ex) and torch.equal(y, ey) for (x, y), (ex, ey) in zip(got, expected))
+        assert len(gathered) - calls == 2 * len(expected)  # one gather a batch, by each loader
+    shuffled = in_order_loader(loader(sampler=EpochShuffle(115, seed=3)))
+    assert [y.tolist() for _, y in shuffled] == [y.tolist() for _, y in loader(sampler=EpochShuffle(115, seed=3))]
+
+
 @pytest.mark.parametrize("overrides, match", [
     (["steps_per_execution=0"], "steps_per_execution must be a positive integer"),
     (["steps_per_execution=4", "trainer.accumulate_grad_batches=2"], "cannot be combined with trainer.accumulate_grad_batches"),

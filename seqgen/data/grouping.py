@@ -8,6 +8,9 @@ loader of this class, whose group size is a class attribute) and sets the sample
 
 ``limit`` keeps only the first ``limit`` batches of each epoch, before grouping: the meaning of an
 integer ``trainer.limit_train_batches`` with K=1, which ``seqgen.train`` passes here.
+
+``in_order_loader(loader)`` is the evaluation counterpart for an in-memory dataset read in order:
+each batch one ``gather_examples`` of its index range, without a DataLoader iterator.
 """
 
 from __future__ import annotations
@@ -113,5 +116,46 @@ def group_loader(loader: DataLoader, k: int, limit: int | None = None, resumed_a
         "_base_iter": base.__iter__,
         "_base_len": base.__len__, "__iter__": _grouped_iter, "__len__": _grouped_len,
         "batches_per_epoch": _batches, "__module__": __name__})
+    loader.__class__ = cls
+    return loader
+
+
+_IN_ORDER_CLASSES: dict[type, type] = {}
+
+
+def _in_order_iter(self: DataLoader) -> Iterator[Any]:
+    import torch
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    if not (_gathers(self) and type(self.sampler) is SequentialSampler and type(self.batch_sampler) is BatchSampler):
+        return type(self)._base_iter(self)  # another sampler (Lightning's distributed one under DDP): torch's iterator
+    # the base seed torch's iterator draws as it starts: the global random stream advances as it would
+    torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+    return _in_order_batches(self, len(self.sampler), self.batch_size, self.drop_last)
+
+
+def _in_order_batches(loader: DataLoader, n: int, size: int, drop_last: bool) -> Iterator[Any]:
+    import torch
+
+    stop = n // size * size if drop_last else n
+    for start in range(0, stop, size):
+        yield loader.collate_fn(loader.dataset.gather_examples(torch.arange(start, min(start + size, stop))))
+
+
+def in_order_loader(loader: DataLoader) -> DataLoader:
+    """``loader`` (an evaluation loader: ``shuffle=False``), its batches read straight from the dataset
+    when it reads an in-memory dataset in order (``gather_examples``, one process, torch's
+    ``SequentialSampler`` and ``BatchSampler``): ``gather_examples`` of ``arange(start, stop)`` for each
+    batch through the collate function -- the batches torch's iterator gives (tests/test_execution.py),
+    without its set-up at every pass and a Python list of indices a batch. Any other loader (Lightning
+    rebuilds this one with its distributed sampler under DDP) is read by torch's iterator. The
+    instance's class is swapped in place, to a subclass adding only ``__iter__``."""
+    base = type(loader)
+    if getattr(base, "_seqgen_in_order", False):
+        return loader
+    cls = _IN_ORDER_CLASSES.get(base)
+    if cls is None:
+        cls = _IN_ORDER_CLASSES[base] = type(f"InOrder{base.__name__}", (base,), {
+            "_seqgen_in_order": True, "_base_iter": base.__iter__, "__iter__": _in_order_iter, "__module__": __name__})
     loader.__class__ = cls
     return loader

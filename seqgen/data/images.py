@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqgen.data.download import Resource, default_data_dir, fetch
+from seqgen.data.grouping import in_order_loader
 from seqgen.data.registry import ReaderDataModule, Readers, as_collated
 from seqgen.data.safe_pickle import NUMPY_ARRAYS, restricted_load
 from seqgen.data.sharding import rank_world, resume_skip
@@ -579,7 +580,7 @@ class ImageDataModule(ReaderDataModule):
             collate = (_StochasticBinarize(sampler, self.batch_size, self.seed, self.trainer)
                        if self.binarize == "stochastic" else as_collated)
             return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=collate)
-        return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=as_collated)
+        return in_order_loader(DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, collate_fn=as_collated))
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "classes": self.classes, "dims": self.dims,
