@@ -90,14 +90,22 @@ class DeferredLog:
         self.module.__dict__.pop("log", None)
 
     def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
-        opts = dict(zip(_LOG_ARGS, args)) if args else {}  # positional options, in Lightning's order
-        opts.update(kwargs)
-        if not isinstance(value, (Tensor, int, float)):  # a torchmetrics Metric (or anything else): as given
+        opts = kwargs  # a fresh dict at every call
+        if args:  # positional options, in Lightning's order
+            opts = dict(zip(_LOG_ARGS, args))
+            opts.update(kwargs)
+        kind = type(value)
+        if kind is Tensor:  # a value off the autograd graph is kept as it is (detach would only alias it)
+            value = value.detach() if value.requires_grad else value
+        elif kind is float or kind is int:
+            value = float(value)
+        elif isinstance(value, (Tensor, int, float)):
+            value = value.detach() if isinstance(value, Tensor) else float(value)
+        else:  # a torchmetrics Metric (or anything else): as given
             self.entries[name] = [value, None, opts]
             return
         size = opts.get("batch_size")
         weight = int(size) if size is not None else self._batch_weight()
-        value = value.detach() if isinstance(value, Tensor) else float(value)
         entry = self.entries.get(name)
         if entry is None or entry[1] is None:
             self.entries[name] = [[value], [weight], opts]
