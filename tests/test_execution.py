@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 
+import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -340,6 +341,33 @@ def test_inner_steps_clear_gradients_as_zero_grad_does_or_through_the_models_own
                                       *QUIET]))
     # every update: the inner ones with their micro-batch's index, each group's last from Lightning with the group's
     assert metrics and calls == [*range(7), 0, *range(8, 15), 1, *range(16, 19), 2]
+
+
+def test_the_global_step_a_groups_steps_read_is_lightnings(tmp_path, monkeypatch):
+    """Inside a group the module's ``global_step`` is the group's own count (no Lightning property
+    chain at every read): at every micro-step, the number Lightning's loop holds; after the group,
+    Lightning's again. Groups of 8, 8 and 4 (an epoch of 21 batches, cut by max_steps=20)."""
+    from seqgen.models import Classifier
+
+    seen = []
+    real = Classifier.training_step
+
+    def training_step(self, batch, batch_idx):
+        seen.append((self.global_step, self.trainer.fit_loop.epoch_loop.global_step, "_group_step" in self.__dict__))
+        return real(self, batch, batch_idx)
+
+    monkeypatch.setattr(Classifier, "training_step", training_step)
+    model = []
+
+    class Check(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            model.append((pl_module.global_step, trainer.global_step, "_group_step" in pl_module.__dict__))
+
+    run(make_cfg(tmp_path, ["task=digits_mlp", "trainer.max_steps=20", "steps_per_execution=8", "test=false", *QUIET]),
+        extra_callbacks=[Check()])
+    assert [s for s, _, _ in seen] == list(range(20)) and all(a == b for a, b, _ in seen)
+    assert all(inside for _, _, inside in seen)  # every read inside a group was the group's count
+    assert model == [(8, 8, False), (16, 16, False), (20, 20, False)]
 
 
 def test_inner_updates_step_as_torchs_step_does_and_keep_its_hooks_profiler_range_and_patches():

@@ -70,6 +70,14 @@ class SeqgenModule(L.LightningModule):
             return
         super().__setattr__(name, value)
 
+    @property
+    def global_step(self) -> int:
+        """Lightning's global step (optimiser steps taken). Inside a group of steps per execution, the
+        group keeps it (``_group_step``, advanced with each of its updates): the same number without
+        Lightning's chain of five properties at every read (twice a step for the digits VAE)."""
+        step = self.__dict__.get("_group_step")
+        return L.LightningModule.global_step.fget(self) if step is None else step
+
     def use_steps_per_execution(self, k: int) -> None:
         """Run ``k`` optimiser steps per Lightning ``training_step`` (see
         :mod:`seqgen.models.execution`); the training loader must then yield lists of ``k``

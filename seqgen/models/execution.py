@@ -341,6 +341,9 @@ def grouped_training_step(module: L.LightningModule, batches: list[Any], batch_i
     deferred = hasattr(module, "defer_losses")
     if deferred:
         module.defer_losses()  # the losses' NaN/inf check: once for the group
+    state = module.__dict__
+    if update is not None:
+        state["_group_step"] = module.global_step  # SeqgenModule.global_step reads it until the group ends
     try:
         with log:
             for i in range(n - 1):
@@ -350,9 +353,11 @@ def grouped_training_step(module: L.LightningModule, batches: list[Any], batch_i
                     loss = out.get("loss") if isinstance(out, Mapping) else out
                     if loss is not None:
                         update(loss, first + i)
+                        state["_group_step"] += 1
             log.batch = batches[n - 1]
             out = objective(module, batches[n - 1], first + n - 1)
     finally:
+        state.pop("_group_step", None)
         if deferred:
             module.settle_losses()
     log.flush()
