@@ -176,7 +176,6 @@ def _install_signature_cache() -> None:
     here; the loops ask the same kind of question of the step functions at every training step and
     four times at every validation. The answer depends only on the function, so within the block it
     is looked up once per function (weakly keyed: a model's function is not kept alive by the cache)."""
-    import importlib
     import weakref
 
     from lightning.pytorch.core import module
@@ -200,12 +199,31 @@ def _install_signature_cache() -> None:
             known[key] = original(hook_fx, param, explicit, min_args)
         return known[key]
 
-    is_param_in_hook_signature._seqgen_fast = True  # type: ignore[attr-defined]
-    is_param_in_hook_signature._seqgen_original = original  # type: ignore[attr-defined]
-    for name in _SIGNATURE_USERS:
-        user = importlib.import_module(name)
-        if getattr(user, "is_param_in_hook_signature", None) is original:
-            user.is_param_in_hook_signature = is_param_in_hook_signature
+    _put(_SIGNATURE_USERS, "is_param_in_hook_signature", original, is_param_in_hook_signature)
+
+
+def _put(users: tuple[str, ...], name: str, original: Any, fast: Any) -> None:
+    """Mark ``fast`` as seqgen's stand-in for ``original`` and put it in its place as ``name`` in each
+    module of ``users`` that holds ``original`` under that name."""
+    import importlib
+
+    fast._seqgen_fast = True
+    fast._seqgen_original = original
+    for module_name in users:
+        user = importlib.import_module(module_name)
+        if getattr(user, name, None) is original:
+            setattr(user, name, fast)
+
+
+def _take_back(users: tuple[str, ...], name: str) -> None:
+    """Put Lightning's own ``name`` back in each module of ``users`` that holds seqgen's stand-in."""
+    import importlib
+
+    for module_name in users:
+        user = importlib.import_module(module_name)
+        current = getattr(user, name, None)
+        if getattr(current, "_seqgen_fast", False):
+            setattr(user, name, current._seqgen_original)
 
 
 # the loops that check, at every validation (test, prediction) run, the step hooks' ``dataloader_idx``
@@ -219,7 +237,6 @@ def _install_verify_cache() -> None:
     ``inspect.signature``: about 0.1 ms a validation here. The outcome depends only on the hooks'
     functions, the loader count's verdict and the stage, so within the block a check that passed is
     not made again for the same ones; one that fails raises every time, as Lightning's."""
-    import importlib
 
     from lightning.pytorch.loops import utilities
 
@@ -240,12 +257,7 @@ def _install_verify_cache() -> None:
         original(hooks, is_expected, stage, pl_module)
         passed.add(key)  # reached only when the check passed
 
-    _verify_dataloader_idx_requirement._seqgen_fast = True  # type: ignore[attr-defined]
-    _verify_dataloader_idx_requirement._seqgen_original = original  # type: ignore[attr-defined]
-    for name in _VERIFY_USERS:
-        user = importlib.import_module(name)
-        if getattr(user, "_verify_dataloader_idx_requirement", None) is original:
-            user._verify_dataloader_idx_requirement = _verify_dataloader_idx_requirement
+    _put(_VERIFY_USERS, "_verify_dataloader_idx_requirement", original, _verify_dataloader_idx_requirement)
 
 
 def _overrides(kind: type, hook: str, cache: dict[tuple[type, str], bool]) -> bool:
@@ -307,27 +319,17 @@ def _install_callback_dispatch() -> None:
 def uninstall() -> None:
     """Undo one :func:`install`; the last one puts Lightning's own ``to`` (and signature checks,
     callback dispatch) back."""
-    import importlib
 
     global _depth
-    from lightning.pytorch.core import module
     from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
 
     _depth = max(0, _depth - 1)
     fast = _ResultMetric.__dict__.get("to")
     if _depth == 0 and getattr(fast, "_seqgen_fast", False):
         _ResultMetric.to = fast._seqgen_original
-    check = module.is_param_in_hook_signature
-    if _depth == 0 and getattr(check, "_seqgen_fast", False):
-        for name in _SIGNATURE_USERS:
-            user = importlib.import_module(name)
-            if getattr(user, "is_param_in_hook_signature", None) is check:
-                user.is_param_in_hook_signature = check._seqgen_original
-    for name in _VERIFY_USERS if _depth == 0 else ():
-        user = importlib.import_module(name)
-        verify = getattr(user, "_verify_dataloader_idx_requirement", None)
-        if getattr(verify, "_seqgen_fast", False):
-            user._verify_dataloader_idx_requirement = verify._seqgen_original
+    if _depth == 0:
+        _take_back(_SIGNATURE_USERS, "is_param_in_hook_signature")
+        _take_back(_VERIFY_USERS, "_verify_dataloader_idx_requirement")
     from lightning.pytorch.trainer import call
 
     dispatch = call._call_callback_hooks
