@@ -94,13 +94,10 @@ class DeferredLog:
         if args:  # positional options, in Lightning's order
             opts = dict(zip(_LOG_ARGS, args))
             opts.update(kwargs)
-        kind = type(value)
-        if kind is Tensor:  # a value off the autograd graph is kept as it is (detach would only alias it)
+        if isinstance(value, Tensor):  # a value off the autograd graph is kept as it is (detach would only alias it)
             value = value.detach() if value.requires_grad else value
-        elif kind is float or kind is int:
+        elif isinstance(value, (int, float)):
             value = float(value)
-        elif isinstance(value, (Tensor, int, float)):
-            value = value.detach() if isinstance(value, Tensor) else float(value)
         else:  # a torchmetrics Metric (or anything else): as given
             self.entries[name] = [value, None, opts]
             return
@@ -165,30 +162,20 @@ class _InnerUpdates:
         self.module = module
         self.optimizer = trainer.optimizers[0]
         self.epoch = trainer.current_epoch
-        strategy = trainer.strategy
-        model = getattr(strategy, "model", None)
-        self.ddp = model if isinstance(model, torch.nn.parallel.DistributedDataParallel) else None
+        self.ddp = _ddp(trainer.strategy)
         self.clip = trainer.gradient_clip_val
         self.clip_algorithm = trainer.gradient_clip_algorithm
         self.schedulers = [config.scheduler for config in trainer.lr_scheduler_configs if config.interval == "step"]
         self.loop = trainer.fit_loop.epoch_loop
         self.progress = self.loop.automatic_optimization.optim_progress.optimizer.step
-        self.autocast: str | None = None  # the device type whose autocast is on during the group (checked once)
-        self.checked = False
+        device_type = module.device.type  # the group runs inside Lightning's precision context: autocast on or off
+        self.autocast = device_type if torch.is_autocast_enabled(device_type) else None
 
     def __call__(self, loss: Tensor, batch_idx: int) -> None:
-        if not self.checked:
-            device_type = loss.device.type
-            self.autocast = device_type if torch.is_autocast_enabled(device_type) else None
-            self.checked = True
         with torch.autocast(self.autocast, enabled=False) if self.autocast else contextlib.nullcontext():
             # Lightning's hook (seqgen's modules: clear_grads, gradients set to None as its optimizer.zero_grad())
             self.module.optimizer_zero_grad(self.epoch, batch_idx, self.optimizer)
-            if self.ddp is not None:  # prepared as Lightning prepares a manual backward pass: all-reduced
-                from lightning.pytorch.overrides.distributed import prepare_for_backward
-
-                prepare_for_backward(self.ddp, loss)
-            loss.backward()
+            _backward(self.ddp, loss)
             if self.clip:
                 self.module.configure_gradient_clipping(self.optimizer, gradient_clip_val=self.clip,
                                                         gradient_clip_algorithm=self.clip_algorithm)
@@ -297,13 +284,19 @@ def _bare_step(optimizer: Any) -> Any:
     return wrapper.__wrapped__
 
 
-def _backward(strategy: Any, loss: Tensor) -> None:
-    """``loss.backward()``; under DDP prepared first, as Lightning prepares a manual backward pass, so
-    the gradients are all-reduced."""
-    if isinstance(getattr(strategy, "model", None), torch.nn.parallel.DistributedDataParallel):
+def _ddp(strategy: Any) -> torch.nn.parallel.DistributedDataParallel | None:
+    """The strategy's model when it is wrapped in DDP, else None."""
+    model = getattr(strategy, "model", None)
+    return model if isinstance(model, torch.nn.parallel.DistributedDataParallel) else None
+
+
+def _backward(ddp: torch.nn.parallel.DistributedDataParallel | None, loss: Tensor) -> None:
+    """``loss.backward()``; under DDP (``ddp``: the wrapped model) prepared first, as Lightning prepares
+    a manual backward pass, so the gradients are all-reduced."""
+    if ddp is not None:
         from lightning.pytorch.overrides.distributed import prepare_for_backward
 
-        prepare_for_backward(strategy.model, loss)
+        prepare_for_backward(ddp, loss)
     loss.backward()
 
 
@@ -314,7 +307,7 @@ def manual_update(module: L.LightningModule, optimizer: Any, loss: Tensor) -> No
     only with one step per execution); the global step advances as Lightning's would."""
     raw = getattr(optimizer, "optimizer", optimizer)
     clear_grads(raw)
-    _backward(module.trainer.strategy, loss)
+    _backward(_ddp(module.trainer.strategy), loss)
     optimizer_step(raw)
     progress = module.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
     progress.increment_ready()
