@@ -237,7 +237,6 @@ def _install_verify_cache() -> None:
     ``inspect.signature``: about 0.1 ms a validation here. The outcome depends only on the hooks'
     functions, the loader count's verdict and the stage, so within the block a check that passed is
     not made again for the same ones; one that fails raises every time, as Lightning's."""
-
     from lightning.pytorch.loops import utilities
 
     original = getattr(utilities, "_verify_dataloader_idx_requirement", None)
@@ -270,6 +269,10 @@ def _overrides(kind: type, hook: str, cache: dict[tuple[type, str], bool]) -> bo
         base = getattr(Callback, hook, None)
         answer = cache[key] = base is None or getattr(kind, hook, None) is not base
     return answer
+
+
+# where Lightning's callback dispatch is looked up at every call (``call._call_callback_hooks(...)``)
+_DISPATCH_USERS = ("lightning.pytorch.trainer.call",)
 
 
 def _install_callback_dispatch() -> None:
@@ -311,27 +314,21 @@ def _install_callback_dispatch() -> None:
         if pl_module:
             pl_module._current_fx_name = prev_fx_name
 
-    _call_callback_hooks._seqgen_fast = True  # type: ignore[attr-defined]
-    _call_callback_hooks._seqgen_original = original  # type: ignore[attr-defined]
-    call._call_callback_hooks = _call_callback_hooks
+    _put(_DISPATCH_USERS, "_call_callback_hooks", original, _call_callback_hooks)
 
 
 def uninstall() -> None:
     """Undo one :func:`install`; the last one puts Lightning's own ``to`` (and signature checks,
     callback dispatch) back."""
-
     global _depth
     from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
 
     _depth = max(0, _depth - 1)
+    if _depth > 0:
+        return
     fast = _ResultMetric.__dict__.get("to")
-    if _depth == 0 and getattr(fast, "_seqgen_fast", False):
+    if getattr(fast, "_seqgen_fast", False):
         _ResultMetric.to = fast._seqgen_original
-    if _depth == 0:
-        _take_back(_SIGNATURE_USERS, "is_param_in_hook_signature")
-        _take_back(_VERIFY_USERS, "_verify_dataloader_idx_requirement")
-    from lightning.pytorch.trainer import call
-
-    dispatch = call._call_callback_hooks
-    if _depth == 0 and getattr(dispatch, "_seqgen_fast", False):
-        call._call_callback_hooks = dispatch._seqgen_original
+    _take_back(_SIGNATURE_USERS, "is_param_in_hook_signature")
+    _take_back(_VERIFY_USERS, "_verify_dataloader_idx_requirement")
+    _take_back(_DISPATCH_USERS, "_call_callback_hooks")
