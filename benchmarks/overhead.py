@@ -147,6 +147,8 @@ def plain_loop(cfg, steps: int, warmup: int, precision: str, device: str = "cpu"
     state, t0 = None, 0.0
     for i, batch in enumerate(batches):
         if i == warmup:
+            if dev == "cuda":
+                torch.cuda.synchronize()  # the warm-up's queued kernels are not the timed steps'
             t0 = time.perf_counter()
         if kind == "GAN":  # one discriminator and one generator update, as GAN.training_step
             x, y = batch

@@ -597,3 +597,36 @@ def test_checkpoint_monitor_candidates_equal_lightnings_and_are_copies():
             if isinstance(v, torch.Tensor):
                 v.add_(1)
         assert all(torch.equal(ours[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize("limit", ["max_epochs", "max_steps"])
+def test_throughput_waits_for_a_cuda_device_only_where_a_span_ends(tmp_path, limit):
+    """On a CUDA device the timer waits for the queued work (``torch.cuda.synchronize``) when the clock
+    starts, around each validation and at the run's last step, and at no other step: the steps it times
+    keep their overlap of host and device. Here the module is taken for a CUDA one and the waits recorded
+    with the timed step count at each."""
+    import sys
+
+    from seqgen.callbacks import Throughput
+
+    class OnCuda(Throughput):
+        def __init__(self):
+            super().__init__(warmup=1, log_rates=False)
+            self.waits = []
+
+        @staticmethod
+        def _on_cuda(pl_module):
+            return True
+
+        def _drain(self, pl_module):
+            assert self._cuda
+            self.waits.append((sys._getframe(1).f_code.co_name, self.steps))
+
+    timer = OnCuda()
+    ends = ["trainer.max_epochs=2"] if limit == "max_epochs" else ["trainer.max_epochs=-1", "trainer.max_steps=6"]
+    run(make_cfg(tmp_path, [*TINY, "trainer.limit_train_batches=4", *ends]), extra_callbacks=[timer])
+    last = 7 if limit == "max_epochs" else 5  # timed steps: all but the first
+    assert timer.steps == last
+    assert timer.waits[:3] == [("on_train_batch_start", 0), ("on_validation_start", 3), ("on_validation_end", 3)]
+    assert [w for w in timer.waits if w[0] == "on_train_batch_end"] == [("on_train_batch_end", last)]
+    assert all(name.startswith("on_validation") for name, _ in timer.waits[4:])

@@ -220,7 +220,13 @@ class Throughput(L.Callback):
     ``warmup`` steps (with steps per execution, from the first group that starts after them),
     logged each epoch as ``perf/steps_per_sec`` and ``perf/items_per_sec`` (not with ``log_rates=False``:
     a timer only). Time spent in validation loops is left out (``exclude_validation``), as
-    fairseq's words/s leaves it out; checkpoint writing, logging and the loop's own hooks stay in."""
+    fairseq's words/s leaves it out; checkpoint writing, logging and the loop's own hooks stay in.
+
+    On a CUDA device the host runs ahead of the GPU, so a clock read at a step's end would miss the
+    queued work: the timer waits for the device (``torch.cuda.synchronize``) where a reading must hold
+    all the work before it -- when the clock starts, when validation starts and ends, and at the
+    run's last training step (``max_steps``, or the last batch of ``max_epochs``) -- and nowhere else,
+    so the steps it times keep their overlap of host and device."""
 
     def __init__(self, warmup: int = 5, exclude_validation: bool = True, log_rates: bool = True):
         self.warmup = warmup
@@ -237,6 +243,28 @@ class Throughput(L.Callback):
         self.in_steps = 0.0  # seconds from on_train_batch_start to on_train_batch_end (a group's, with K)
         self._val_start: float | None = None
         self._batch_start: float | None = None
+        self._cuda = False  # the module is on a CUDA device: clock readings that close a span wait for it
+
+    @staticmethod
+    def _on_cuda(pl_module: L.LightningModule) -> bool:
+        return pl_module.device.type == "cuda"
+
+    def _drain(self, pl_module: L.LightningModule) -> None:
+        """Wait until the device has done the work queued so far (CUDA only; a no-op elsewhere)."""
+        if self._cuda:
+            import torch
+
+            torch.cuda.synchronize(pl_module.device)
+
+    @staticmethod
+    def _last_step(trainer: L.Trainer) -> bool:
+        """Whether the training step that just ended is the run's last one."""
+        max_steps = trainer.max_steps
+        if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
+            return True
+        max_epochs = trainer.max_epochs
+        return bool(trainer.is_last_batch and max_epochs is not None and max_epochs >= 0
+                    and trainer.current_epoch + 1 >= max_epochs)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         import time
@@ -246,6 +274,8 @@ class Throughput(L.Callback):
         # at the first group that begins after the warm-up: a group that straddles it (a first group
         # of K >= warmup batches holds the cold first step) is not timed
         if self.start is None and self.seen >= self.warmup:
+            self._cuda = self._on_cuda(pl_module)
+            self._drain(pl_module)  # the warm-up's queued work is not the timed steps'
             self.start = time.perf_counter()
         self.seen += len(batch) if _grouped(pl_module) else 1
         if self.start is not None:
@@ -255,12 +285,14 @@ class Throughput(L.Callback):
         import time
 
         if self.exclude_validation and self.start is not None and not trainer.sanity_checking:
+            self._drain(pl_module)  # the training steps' queued work is theirs, not validation's
             self._val_start = time.perf_counter()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         import time
 
         if self._val_start is not None:
+            self._drain(pl_module)
             self.paused += time.perf_counter() - self._val_start
             self._val_start = None
 
@@ -274,6 +306,8 @@ class Throughput(L.Callback):
             self.steps += 1
             first = micro[1] if isinstance(micro, (tuple, list)) and len(micro) > 1 else micro
             self.items += int(first.numel()) if hasattr(first, "numel") else 0
+        if self._cuda and self._last_step(trainer):
+            self._drain(pl_module)  # the last reading holds all the timed work
         now = time.perf_counter()
         if self._batch_start is not None:
             self.in_steps += now - self._batch_start
