@@ -8,8 +8,11 @@ Rows: char LM and word LM tokens/s (fp32, bf16-mixed, compile), ResNet-18 on CIF
 images/s (fp32, bf16-mixed, compile), the dates translator steps/s (fp32, bf16-mixed), each at the
 recipe's steps_per_execution beside the plain loop on the same device; ``trainer=ddp
 trainer.devices=1``; and the host syncs per training step (CUDA's sync debug mode counts them).
+The compiled rows run last; the table is rewritten after every row, so a pass cut short keeps what it
+measured; a row that fails says so in the table (exit status 1) and the others still run; rows not
+started within ``--budget`` seconds are listed as not run.
 
-    python benchmarks/gpu_pass.py [--tiny] [--out gpu_pass.md]
+    python benchmarks/gpu_pass.py [--tiny] [--out gpu_pass.md] [--budget SECONDS]
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ import argparse
 import contextlib
 import datetime
 import io
+import logging
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from pathlib import Path
 
+import lightning as L
 import torch
 from common import QUIET, make_cfg
 from overhead import plain_loop, seqgen_run
@@ -41,36 +47,35 @@ ROWS = [
     ("dates translator (steps/s)", ["task=dates_attn", "data.num_train=2000", "data.num_eval=100"], lambda c: 1,
      ["model.net.hidden_size=16", "data.num_train=200", "data.num_eval=20"]),
 ]
+DDP_ROW = "digits MLP, trainer=ddp devices=1 (steps/s)"
+SYNC_ROW = "host syncs per training step"
 
 
-def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list[list[object]]:
-    """Each row: the plain loop and seqgen timed over ``steps`` steps after ``max(warmup, K)``: seqgen's
-    clock starts at the first group that begins after the warm-up (a first group of K >= warmup steps
-    holds the cold first step), and the plain loop leaves as many out."""
-    out = []
+def _timed_row(tmp: Path, device: str, tiny: bool, steps: int, warmup: int, row: tuple, variant: str) -> list[object]:
+    """The plain loop and seqgen timed over ``steps`` steps after ``max(warmup, K)``: seqgen's clock
+    starts at the first group that begins after the warm-up (a first group of K >= warmup steps holds
+    the cold first step), and the plain loop leaves as many out."""
+    name, task, per_step, tiny_over = row
     accel = "gpu" if device == "cuda" else "cpu"
-    for name, task, per_step, tiny_over in ROWS:
-        for variant in ("fp32", "bf16-mixed", "compile"):
-            if variant == "compile" and (name.startswith("dates") or device != "cuda"):
-                continue  # compile needs a GPU here (Inductor's CPU path needs a C++ toolchain and minutes)
-            if tiny and variant != "fp32" and not name.startswith("char"):
-                continue  # tiny mode: every row once, bf16 once
-            precision = "32-true" if variant != "bf16-mixed" else "bf16-mixed"
-            over = [*task, *(tiny_over if tiny else []), f"trainer.precision={precision}", f"trainer.accelerator={accel}",
-                    "trainer.max_epochs=-1", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0",
-                    "test=false", *QUIET]
-            if variant == "compile":
-                over.append("model.compile=true")
-            cfg = make_cfg(tmp / f"{len(out)}", over)
-            k = int(cfg.get("steps_per_execution", 1))
-            over.append(f"trainer.max_steps={steps + max(warmup, k)}")
-            with contextlib.redirect_stdout(io.StringIO()):
-                plain = plain_loop(cfg, steps, max(warmup, k), precision, device, compile=variant == "compile")
-                ours = seqgen_run(make_cfg(tmp / f"{len(out)}s", over), steps, warmup).steps_per_sec
-            scale = per_step(cfg)
-            out.append([name, variant, k, round(plain * scale, 1), round(ours * scale, 1), round(ours / plain, 3)])
-            print(out[-1], flush=True)
-    # DDP with one device: the strategy's own per-step cost
+    precision = "32-true" if variant != "bf16-mixed" else "bf16-mixed"
+    over = [*task, *(tiny_over if tiny else []), f"trainer.precision={precision}", f"trainer.accelerator={accel}",
+            "trainer.max_epochs=-1", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
+    if variant == "compile":
+        over.append("model.compile=true")
+    tag = f"{name[:4]}-{variant}".replace(" ", "_")
+    cfg = make_cfg(tmp / tag, over)
+    k = int(cfg.get("steps_per_execution", 1))
+    over.append(f"trainer.max_steps={steps + max(warmup, k)}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        plain = plain_loop(cfg, steps, max(warmup, k), precision, device, compile=variant == "compile")
+        ours = seqgen_run(make_cfg(tmp / f"{tag}-s", over), steps, warmup).steps_per_sec
+    scale = per_step(cfg)
+    return [name, variant, k, round(plain * scale, 1), round(ours * scale, 1), round(ours / plain, 3)]
+
+
+def _ddp_row(tmp: Path, device: str, steps: int, warmup: int) -> list[object]:
+    """DDP with one device: the strategy's own per-step cost against the plain loop."""
+    accel = "gpu" if device == "cuda" else "cpu"
     over = ["task=digits_mlp", "trainer=ddp", "trainer.devices=1", f"trainer.accelerator={accel}", "trainer.max_epochs=-1",
             "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
     cfg = make_cfg(tmp / "ddp", over)
@@ -79,72 +84,159 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int) -> list
     with contextlib.redirect_stdout(io.StringIO()):
         plain = plain_loop(cfg, steps, max(warmup, k), "32-true", device)
         ours = seqgen_run(make_cfg(tmp / "ddp_s", over), steps, warmup).steps_per_sec
-    out.append(["digits MLP, trainer=ddp devices=1 (steps/s)", "fp32", k,
-                round(plain, 1), round(ours, 1), round(ours / plain, 3)])
-    out.append(["host syncs per training step", "fp32", 8, "-", sync_count(tmp, device, steps), "-"])
-    return out
+    return [DDP_ROW, "fp32", k, round(plain, 1), round(ours, 1), round(ours / plain, 3)]
 
 
-def sync_count(tmp: Path, device: str, steps: int) -> str:
-    """Synchronising CUDA calls per optimiser step of ``digits_mlp`` after its first epoch, as CUDA's
-    sync debug mode reports them ("n/a" without CUDA)."""
-    if device != "cuda":
-        return "n/a (no CUDA)"
-    import lightning as L
+def plan(device: str, tiny: bool) -> list[tuple[str, str]]:
+    """The rows in the order they run: fp32 and bf16 first, then DDP and the sync count, the compiled
+    rows last (their compilation is the slowest and least predictable part: if the time budget runs out,
+    it runs out there). Tiny mode: every row once in fp32, bf16 once (the char LM)."""
+    jobs = []
+    for name, *_ in ROWS:
+        jobs.append((name, "fp32"))
+        if not tiny or name.startswith("char"):
+            jobs.append((name, "bf16-mixed"))
+    jobs += [(DDP_ROW, "fp32"), (SYNC_ROW, "fp32")]
+    if device == "cuda":  # compile needs a GPU here (Inductor's CPU path needs a C++ toolchain and minutes)
+        jobs += [(name, "compile") for name, *_ in ROWS if not name.startswith("dates") and not (tiny and not name.startswith("char"))]
+    return jobs
 
+
+def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int, budget_s: float,
+            progress=lambda rows: None, clock=time.monotonic) -> tuple[list[list[object]], bool]:
+    """Every row of the plan; a row that fails is reported in the table (and its traceback on stderr)
+    and the rest still run; once ``budget_s`` seconds have passed the rows left are listed as not run.
+    ``progress(rows)`` is called after each row; ``clock()`` reads seconds. Returns the rows and whether
+    all of them ran."""
+    rows, ok, t0 = [], True, clock()
+    by_name = {row[0]: row for row in ROWS}
+    for name, variant in plan(device, tiny):
+        if clock() - t0 > budget_s:
+            rows.append([name, variant, "-", "-", "-", f"not run: the {budget_s:.0f} s budget was spent"])
+            ok = False
+        else:
+            try:
+                if name == DDP_ROW:
+                    rows.append(_ddp_row(tmp, device, steps, warmup))
+                elif name == SYNC_ROW:
+                    rows.append([SYNC_ROW, "fp32", 8, "-", sync_count(tmp, device), "-"])
+                else:
+                    rows.append(_timed_row(tmp, device, tiny, steps, warmup, by_name[name], variant))
+            except Exception as e:  # one broken row must not cost the machine's whole pass
+                traceback.print_exc()
+                rows.append([name, variant, "-", "-", "-", f"failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}"
+                             if str(e) else f"failed: {type(e).__name__}"])
+                ok = False
+        print(rows[-1], flush=True)
+        progress(rows)
+    return rows, ok
+
+
+class SyncCounter(L.Callback):
+    """Counts the synchronising CUDA calls of the training steps of epoch 1 (the first epoch is warm-up)
+    with CUDA's sync debug mode, validation left out. ``set_mode``: ``torch.cuda.set_sync_debug_mode``
+    (a stand-in on a machine without CUDA, so that the counting run itself is checked there)."""
+
+    def __init__(self, set_mode):
+        self.set_mode = set_mode
+        self.steps = 0
+        self.found: list[warnings.WarningMessage] = []
+        self._caught = None
+        self._records: list[warnings.WarningMessage] = []
+
+    def _on(self) -> None:
+        self.set_mode("warn")
+
+    def _off(self) -> None:
+        self.set_mode(0)
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            self._caught = warnings.catch_warnings(record=True)
+            self._records = self._caught.__enter__()
+            warnings.simplefilter("always")
+            self._on()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._caught is not None:
+            self.steps += len(batch) if getattr(pl_module, "steps_per_execution", 1) > 1 else 1
+
+    def on_validation_start(self, trainer, pl_module):
+        if self._caught is not None:
+            self._off()
+
+    def on_validation_end(self, trainer, pl_module):
+        if self._caught is not None:
+            self._on()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self._caught is not None:
+            self._off()
+            self._caught.__exit__(None, None, None)
+            self.found = [w for w in self._records if "synchroniz" in str(w.message)]
+            self._caught = None
+
+
+def sync_count(tmp: Path, device: str) -> str:
+    """Synchronising CUDA calls per optimiser step of ``digits_mlp`` in its second epoch, as CUDA's sync
+    debug mode reports them. Without CUDA the same counting run is made with a stand-in for the mode,
+    so that it is checked on any machine, and the cell says there is nothing to count."""
     from seqgen.train import run
 
-    class Count(L.Callback):
-        def __init__(self):
-            self.steps = 0
-            self.caught = None
-
-        def on_train_epoch_start(self, trainer, pl_module):
-            if trainer.current_epoch == 1:
-                self.caught = warnings.catch_warnings(record=True)
-                self.records = self.caught.__enter__()
-                warnings.simplefilter("always")
-                torch.cuda.set_sync_debug_mode("warn")
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            if self.caught is not None:
-                self.steps += len(batch) if getattr(pl_module, "steps_per_execution", 1) > 1 else 1
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            if self.caught is not None:
-                torch.cuda.set_sync_debug_mode(0)
-                self.caught.__exit__(None, None, None)
-                self.found = [w for w in self.records if "synchroniz" in str(w.message)]
-                self.caught = None
-
-    counter = Count()
-    over = ["task=digits_mlp", "trainer.accelerator=gpu", "trainer.max_epochs=2", "trainer.limit_val_batches=1",
-            "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
+    cuda = device == "cuda"
+    modes = []
+    counter = SyncCounter(torch.cuda.set_sync_debug_mode if cuda else modes.append)
+    over = ["task=digits_mlp", f"trainer.accelerator={'gpu' if cuda else 'cpu'}", "trainer.max_epochs=2",
+            "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
     with contextlib.redirect_stdout(io.StringIO()):
         run(make_cfg(tmp / "sync", over), extra_callbacks=[counter])
-    found = getattr(counter, "found", [])
-    return f"{len(found) / max(counter.steps, 1):.2f} ({len(found)} in {counter.steps} steps)"
+    if not counter.steps:
+        raise RuntimeError("the counting run timed no training step of its second epoch")
+    if not cuda:
+        if modes[:1] != ["warn"] or modes[-1:] != [0]:
+            raise RuntimeError(f"sync debug mode not switched on and off around the epoch: {modes}")
+        return f"n/a: no CUDA (counting run: {counter.steps} steps)"
+    return f"{len(counter.found) / counter.steps:.2f} ({len(counter.found)} in {counter.steps} steps)"
+
+
+def table(rows: list[list[object]], header: str) -> str:
+    lines = [header, "", "| what | precision | K | plain loop | seqgen | seqgen / plain |", "|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="small nets, a few steps: the CI check that the pass runs")
     ap.add_argument("--out", default="gpu_pass.md")
+    ap.add_argument("--budget", type=float, default=390.0,
+                    help="seconds after which the rows left are not started (default 390: the pass's 8 minutes, "
+                         "less the wheels, the imports and the last row)")
     args = ap.parse_args()
+    # the pass prints one line a row: Lightning's per-run lines (devices, limits, why fit stopped) and the
+    # warnings of runs that stop at max_steps before any validation say nothing about the speeds
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in (r".*could not find the monitored key", r".*when logging on epoch level in distributed setting"):
+        warnings.filterwarnings("ignore", message=message)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     steps, warmup = (8, 4) if args.tiny else (200, 24)
-    t0 = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = measure(Path(tmp), device, args.tiny, steps, warmup)
     what = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
-    lines = [f"GPU pass, {datetime.date.today().isoformat()}, {what}, torch {torch.__version__}"
-             f"{' (tiny mode)' if args.tiny else ''}; {steps} steps after {warmup} warm-up; {time.time() - t0:.0f} s",
-             "", "| what | precision | K | plain loop | seqgen | seqgen / plain |", "|---|---|---|---|---|---|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    text = "\n".join(lines) + "\n"
-    Path(args.out).write_text(text)
+    t0 = time.time()
+
+    def header(done: bool) -> str:
+        return (f"GPU pass, {datetime.date.today().isoformat()}, {what}, torch {torch.__version__}"
+                f"{' (tiny mode)' if args.tiny else ''}; {steps} steps after {warmup} warm-up; {time.time() - t0:.0f} s"
+                f"{'' if done else ' so far (not finished)'}")
+
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory() as tmp:  # the table is rewritten after every row: a run cut short keeps its rows
+        rows, ok = measure(Path(tmp), device, args.tiny, steps, warmup, args.budget,
+                           progress=lambda rows: out.write_text(table(rows, header(False))))
+    text = table(rows, header(True))
+    out.write_text(text)
     print(text)
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -208,6 +208,46 @@ def test_the_gpu_pass_runs_in_its_tiny_mode(tmp_path):
     for r in rows[:-1]:  # every timed row has a positive plain and seqgen rate
         cells = [c.strip() for c in r.strip("|").split("|")]
         assert float(cells[3]) > 0 and float(cells[4]) > 0, r
+    # the sync count's run is made here too, its debug mode switched by a stand-in (no CUDA to count)
+    import re
+
+    sync = [c.strip() for c in rows[-1].strip("|").split("|")]
+    counted = re.fullmatch(r"n/a: no CUDA \(counting run: (\d+) steps\)", sync[4])
+    assert sync[0] == "host syncs per training step" and counted and int(counted[1]) > 0, rows[-1]
+
+
+def test_the_gpu_pass_keeps_going_past_a_failed_row_and_stops_starting_rows_at_its_budget(monkeypatch, tmp_path):
+    """A borrowed GPU machine gives one try: a row that raises is reported in the table with its error
+    and the rows after it still run; once the budget is spent the rows left are listed as not run (and
+    the pass reports failure); the compiled rows come last; the table file is rewritten after each row."""
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_pass
+
+    clock = iter(range(0, 10_000, 10))  # every row takes 10 s of this clock
+
+    def timed(tmp, device, tiny, steps, warmup, row, variant):
+        if (row[0], variant) == ("word LM (tokens/s)", "fp32"):
+            raise RuntimeError("CUDA out of memory\nmore lines")
+        return [row[0], variant, 8, 1.0, 1.0, 1.0]
+
+    monkeypatch.setattr(gpu_pass, "_timed_row", timed)
+    monkeypatch.setattr(gpu_pass, "_ddp_row", lambda *a: [gpu_pass.DDP_ROW, "fp32", 32, 1.0, 1.0, 1.0])
+    monkeypatch.setattr(gpu_pass, "sync_count", lambda tmp, device: "0.00 (0 in 8 steps)")
+    jobs = gpu_pass.plan("cuda", tiny=False)
+    assert jobs[-3:] == [(name, "compile") for name, *_ in gpu_pass.ROWS[:3]]  # no compiled translator
+    assert jobs[:2] == [("char LM (tokens/s)", "fp32"), ("char LM (tokens/s)", "bf16-mixed")]
+    seen = []
+    rows, ok = gpu_pass.measure(tmp_path, "cuda", False, 8, 4, budget_s=105,
+                                progress=lambda rows: seen.append(len(rows)), clock=lambda: next(clock))
+    assert not ok and len(rows) == len(jobs) and seen == list(range(1, len(jobs) + 1))
+    status = [r[5] for r in rows]
+    assert status[2] == "failed: RuntimeError: CUDA out of memory" and status[3] == 1.0  # the word LM's bf16 row still ran
+    ran = [r for r in rows if not str(r[5]).startswith("not run")]
+    assert len(ran) == 10 and ran[-1] == [gpu_pass.SYNC_ROW, "fp32", 8, "-", "0.00 (0 in 8 steps)", "-"]  # within 105 s
+    assert all(s == "not run: the 105 s budget was spent" for s in status[10:]) and rows[-1][1] == "compile"
+    assert [r[0] for r in rows[:10]][-2:] == [gpu_pass.DDP_ROW, gpu_pass.SYNC_ROW]
 
 
 @pytest.mark.parametrize("poisoned", [10, 8])
