@@ -12,7 +12,7 @@ The compiled rows run last; the table is rewritten after every row, so a pass cu
 measured; a row that fails says so in the table (exit status 1) and the others still run; rows not
 started within ``--budget`` seconds are listed as not run.
 
-    python benchmarks/gpu_pass.py [--tiny] [--out gpu_pass.md] [--budget SECONDS]
+    python benchmarks/gpu_pass.py [--tiny] [--out gpu_pass.md] [--budget SECONDS] [--steps N] [--warmup N]
 """
 
 from __future__ import annotations
@@ -209,6 +209,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="small nets, a few steps: the CI check that the pass runs")
     ap.add_argument("--out", default="gpu_pass.md")
+    ap.add_argument("--steps", type=int, help="timed steps a row (default 200; tiny 8)")
+    ap.add_argument("--warmup", type=int, help="warm-up steps a row, at least the recipe's K (default 24; tiny 4)")
     ap.add_argument("--budget", type=float, default=390.0,
                     help="seconds after which the rows left are not started (default 390: the pass's 8 minutes, "
                          "less the wheels, the imports and the last row)")
@@ -221,6 +223,7 @@ def main() -> int:
         warnings.filterwarnings("ignore", message=message)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     steps, warmup = (8, 4) if args.tiny else (200, 24)
+    steps, warmup = args.steps or steps, args.warmup if args.warmup is not None else warmup
     what = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
     t0 = time.time()
 

@@ -2,20 +2,20 @@
 # The GPU pass in one command (issue 17): installs what a borrowed GPU machine lacks from a folder of
 # wheels, then writes the markdown table of benchmarks/gpu_pass.py.
 #
-#   bash benchmarks/gpu_pass.sh [--tiny] [--wheels DIR] [--out FILE] [--budget SECONDS]
+#   bash benchmarks/gpu_pass.sh [--tiny] [--wheels DIR] [--out FILE] [--budget SECONDS] [--steps N] [--warmup N]
 #
 # The GPU machines have torch, lightning, torchmetrics, sentencepiece, sacrebleu and torchvision but
 # no hydra-core, omegaconf, antlr4-python3-runtime or mlxtend, and no network: those come from
 # --wheels (default: $SEQGEN_WHEELS, else wheels/ beside this repository's root; benchmarks/gpu_wheels.sh
 # fills .whl/ with them for those machines' Python), installed into a folder of their own on PYTHONPATH;
 # a package that is already installed is left alone. --budget: seconds after which benchmarks/gpu_pass.py
-# starts no more rows (they are listed as not run). --tiny: small nets, a few steps, on the CPU when there is no GPU
+# starts no more rows (they are listed as not run); --steps, --warmup: a row's timed and warm-up steps. --tiny: small nets, a few steps, on the CPU when there is no GPU
 # (CI runs it so that this script never rots). The table goes to --out (default $OUT/gpu_pass.md
 # when $OUT is set, else gpu_pass.md) and to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TINY=()
-BUDGET=()
+EXTRA=()
 WHEELS="${SEQGEN_WHEELS:-wheels}"
 OUTFILE="${OUT:-.}/gpu_pass.md"
 while [ $# -gt 0 ]; do
@@ -23,8 +23,8 @@ while [ $# -gt 0 ]; do
     --tiny) TINY=(--tiny); shift ;;
     --wheels) WHEELS="$2"; shift 2 ;;
     --out) OUTFILE="$2"; shift 2 ;;
-    --budget) BUDGET=(--budget "$2"); shift 2 ;;
-    *) echo "gpu_pass.sh: unknown argument $1 (use --tiny, --wheels DIR, --out FILE, --budget SECONDS)" >&2; exit 2 ;;
+    --budget|--steps|--warmup) EXTRA+=("$1" "$2"); shift 2 ;;
+    *) echo "gpu_pass.sh: unknown argument $1 (use --tiny, --wheels DIR, --out FILE, --budget SECONDS, --steps N, --warmup N)" >&2; exit 2 ;;
   esac
 done
 # the interpreter: $PYTHON, else python3 (the GPU machines' python3 is the one with torch), else python
@@ -56,4 +56,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c "import seqgen" || { echo "gpu_pass.sh: import seqgen failed (see above)" >&2; exit 4; }
-exec "$PY" benchmarks/gpu_pass.py "${TINY[@]}" --out "$OUTFILE" "${BUDGET[@]}"
+exec "$PY" benchmarks/gpu_pass.py "${TINY[@]}" --out "$OUTFILE" "${EXTRA[@]}"
