@@ -515,6 +515,51 @@ def test_no_progress_bar_configured_means_none(tmp_path):
     assert seen["bars"][0] is None and isinstance(seen["bars"][1], ProgressBar)
 
 
+@pytest.mark.parametrize("k", [1, 8])
+def test_the_training_bar_counts_optimiser_steps_with_steps_per_execution(tmp_path, k):
+    """With K batches a training step the bar's total and position are batches (optimiser steps),
+    not groups: an epoch of 12 batches in groups of 8 and 4 reads 8/12 then 12/12 (it read 1/2, 2/2);
+    at K=1 it is Lightning's count; ``max_steps`` bounds the total as Lightning bounds it."""
+    from seqgen.callbacks import ProgressBar
+
+    class Record(ProgressBar):
+        def __init__(self):
+            super().__init__(refresh_rate=1)
+            self.seen = []
+
+        def _update(self, progress_bar_id, current, visible=True, hard=False):
+            if progress_bar_id is not None and progress_bar_id == self.train_progress_bar_id:
+                self.seen.append((self.trainer.current_epoch, current, self.progress.tasks[progress_bar_id].total))
+            super()._update(progress_bar_id, current, visible, hard)
+
+    fast = ["task=digits_mlp", "data.batch_size=32", "trainer.limit_train_batches=12", "logger=none", "test=false",
+            "callbacks.progress_bar=null", "trainer.enable_model_summary=false", f"steps_per_execution={k}"]
+    bar = Record()
+    run(make_cfg(tmp_path / "epochs", [*fast, "trainer.max_epochs=2"]), extra_callbacks=[bar])
+    expected = [(0, 8, 12), (0, 12, 12), (1, 8, 12), (1, 12, 12)] if k == 8 else \
+        [(e, i, 12) for e in (0, 1) for i in range(1, 13)]
+    assert bar.seen == expected
+    bar = Record()  # 20 steps: the second epoch's bar holds the 8 that max_steps leaves
+    run(make_cfg(tmp_path / "steps", [*fast, "trainer.max_epochs=-1", "trainer.max_steps=20"]), extra_callbacks=[bar])
+    assert bar.seen[-1] == (1, 8, 8)
+
+
+def test_the_speed_column_reads_a_rate_from_one_update():
+    """The bar's speed: rich's own estimate where it has one; from a single update (an epoch of one
+    group, a validation of one batch) the average since the bar started, on a finished bar up to the
+    moment it filled (it read 0.00it/s)."""
+    from types import SimpleNamespace
+
+    from seqgen.callbacks.runtime import _SpeedColumn
+
+    column = _SpeedColumn(style="none")
+    render = lambda **task: column.render(SimpleNamespace(**task)).plain  # noqa: E731
+    assert render(speed=250.0, completed=41, finished_time=None, elapsed=9.0) == "250.00it/s"
+    assert render(speed=None, completed=41, finished_time=0.05, elapsed=3.0) == "820.00it/s"
+    assert render(speed=None, completed=10, finished_time=None, elapsed=2.0) == "5.00it/s"
+    assert render(speed=None, completed=0, finished_time=None, elapsed=None) == "0.00it/s"
+
+
 def test_rng_state_round_trips_through_a_safe_load_and_reads_the_older_form():
     """``EpochSeed``'s checkpointed RNG state: torch, numpy and Python's ``random`` continue exactly
     after a ``weights_only=True`` load; Python's state words are one tensor (625 objects to pickle at

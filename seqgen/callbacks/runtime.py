@@ -481,12 +481,41 @@ class ModelSummary(RichModelSummary):
                       + f", {model_size:.2f} MB")
 
 
+def _speed_column_class() -> type:
+    from lightning.pytorch.callbacks.progress.rich_progress import ProcessingSpeedColumn
+    from rich.text import Text
+
+    class SpeedColumn(ProcessingSpeedColumn):
+        def render(self, task: Any) -> Any:
+            speed = task.speed
+            seconds = task.finished_time or task.elapsed  # a finished bar's clock stops when it fills
+            if speed is None and task.completed and seconds:
+                speed = task.completed / seconds
+            return Text(f"{speed or 0.0:>.2f}it/s", style=self.style)
+
+    return SpeedColumn
+
+
+def _SpeedColumn(style: Any) -> Any:  # noqa: N802 (a class made on first use: rich loads with the bar)
+    global _SPEED_COLUMN
+    if _SPEED_COLUMN is None:
+        _SPEED_COLUMN = _speed_column_class()
+    return _SPEED_COLUMN(style)
+
+
+_SPEED_COLUMN: type | None = None
+
+
 class ProgressBar(RichProgressBar):
     """Lightning's rich progress bar that reads the training values at its refresh rate, not at
     every step. seqgen's models log per-step training values with ``prog_bar=False`` -- Lightning
     turns every ``prog_bar`` value into a Python number after every training step, a host sync per
     step on a GPU -- and this bar shows the latest of those named in ``show`` (from the trainer's
-    callback metrics, still tensors) every ``refresh_rate`` steps and at each epoch end."""
+    callback metrics, still tensors) every ``refresh_rate`` steps and at each epoch end.
+
+    With steps per execution the training bar counts optimiser steps (batches), not Lightning's
+    groups of K: an epoch of 41 batches at K=64 reads 41/41 and a rate in steps/s, not 1/1 at
+    0.00 it/s; it moves a group at a time, and reads the values every ``refresh_rate`` groups."""
 
     def __init__(self, refresh_rate: int = 5, leave: bool = False,
                  show: tuple[str, ...] = ("train/loss", "train/d_loss", "train/g_loss", "train/free_energy_gap"),
@@ -495,11 +524,38 @@ class ProgressBar(RichProgressBar):
         self.show = tuple(show)
         self._due = True
 
+    def configure_columns(self, trainer: L.Trainer) -> list:
+        """Lightning's columns, its speed column replaced by one that falls back to the average since
+        the bar's start while rich has too few updates for its own estimate (an epoch of one group, a
+        validation of one batch): it read 0.00 it/s there."""
+        from lightning.pytorch.callbacks.progress.rich_progress import ProcessingSpeedColumn
+
+        return [_SpeedColumn(style=c.style) if type(c) is ProcessingSpeedColumn else c
+                for c in super().configure_columns(trainer)]
+
+    @property
+    def total_train_batches(self) -> int | float:
+        """The epoch's optimiser steps when training steps take groups of K batches (the loader's
+        batches, within Lightning's limit on groups and what ``max_steps`` leaves); else Lightning's."""
+        trainer = self.trainer
+        loader = trainer.train_dataloader
+        k = getattr(trainer.lightning_module, "steps_per_execution", 1)
+        groups = trainer.num_training_batches
+        if k <= 1 or not hasattr(loader, "batches_per_epoch") or groups == float("inf"):
+            return super().total_train_batches
+        total = min(loader.batches_per_epoch(), groups * k)
+        if trainer.max_epochs == -1 and trainer.max_steps is not None and trainer.max_steps > 0:
+            total = min(total, trainer.max_steps - trainer.global_step)
+        return total
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self._due = (batch_idx + 1) % max(int(self.refresh_rate), 1) == 0
+        done = batch_idx + 1
+        if _grouped(pl_module):  # the steps of the groups so far (every group but an epoch's last holds K)
+            done = batch_idx * pl_module.steps_per_execution + getattr(pl_module, "last_group_size", len(batch))
         try:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, done - 1)  # Lightning shows batch_idx + 1
         finally:
             self._due = True
 
