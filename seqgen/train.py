@@ -348,6 +348,11 @@ def _report(metrics: dict[str, float], output_dir: Path, title: str) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k in sorted(metrics):
+        # Lightning names a value logged per step and per epoch three ways (x, x_step, x_epoch): the
+        # table shows x, the epoch's; metrics.json keeps all three
+        base = k.removesuffix("_step").removesuffix("_epoch")
+        if base != k and base in metrics:
+            continue
         table.add_row(k, f"{metrics[k]:.4f}")
     Console().print(table)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -675,3 +675,18 @@ def test_throughput_waits_for_a_cuda_device_only_where_a_span_ends(tmp_path, lim
     assert timer.waits[:3] == [("on_train_batch_start", 0), ("on_validation_start", 3), ("on_validation_end", 3)]
     assert [w for w in timer.waits if w[0] == "on_train_batch_end"] == [("on_train_batch_end", last)]
     assert all(name.startswith("on_validation") for name, _ in timer.waits[4:])
+
+
+def test_the_final_table_shows_a_value_once_and_metrics_json_keeps_every_name(tmp_path, capsys):
+    """A value logged per step and per epoch reaches the final metrics as x, x_step and x_epoch: the
+    printed table shows x; metrics.json keeps all three; a lone x_step (no x) is still shown."""
+    import json
+
+    from seqgen.train import _report
+
+    metrics = {"train/loss": 1.5, "train/loss_epoch": 1.5, "train/loss_step": 1.25, "val/loss": 2.0, "g/acc_step": 0.5}
+    _report(metrics, tmp_path, "t: final metrics")
+    shown = capsys.readouterr().out
+    assert "train/loss " in shown and "val/loss" in shown and "g/acc_step" in shown
+    assert "train/loss_step" not in shown and "train/loss_epoch" not in shown
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
