@@ -65,6 +65,24 @@ def test_unknown_optimizer_lists_valid(tmp_path):
         run(cfg)
 
 
+def test_optimisers_are_fused_only_where_torch_has_the_kernel():
+    """The fused step is the default for Adam, AdamW, SGD and Adagrad on the CPU; on a CUDA device not for
+    Adagrad (no CUDA kernel in some supported torch releases, found only at the first step there); never
+    for other devices or integer tensors; ``fused=False`` is kept as given. (CUDA tensors by stand-in.)"""
+    from types import SimpleNamespace
+
+    from seqgen.models.optim import build_optimizer, fusable
+
+    params = [torch.nn.Parameter(torch.zeros(3, 2))]
+    for name in ("adam", "adamw", "sgd", "adagrad"):
+        assert build_optimizer(params, name, lr=0.1).defaults["fused"] is True
+    assert not build_optimizer(params, "adam", lr=0.1, fused=False).defaults["fused"]
+    on = lambda kind: SimpleNamespace(device=SimpleNamespace(type=kind), is_floating_point=lambda: True)  # noqa: E731
+    assert [fusable(n, [on("cuda")]) for n in ("adam", "adamw", "sgd", "adagrad")] == [True, True, True, False]
+    assert not fusable("adam", [on("cpu"), on("meta")]) and not fusable("rmsprop", params)
+    assert not fusable("adam", [torch.zeros(2, dtype=torch.int64)]) and not fusable("adam", [])
+
+
 def test_missing_checkpoint_path(tmp_path):
     cfg = make_cfg(tmp_path, ["trainer=debug", f"ckpt_path={tmp_path}/nope.ckpt"])
     with pytest.raises(CheckpointError, match="not found"):
