@@ -344,7 +344,7 @@ def _report(metrics: dict[str, float], output_dir: Path, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, min_width=len(title) + 4)  # a title wider than the columns would wrap
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k in sorted(metrics):

@@ -703,8 +703,9 @@ def test_the_final_table_shows_a_value_once_and_metrics_json_keeps_every_name(tm
     from seqgen.train import _report
 
     metrics = {"train/loss": 1.5, "train/loss_epoch": 1.5, "train/loss_step": 1.25, "val/loss": 2.0, "g/acc_step": 0.5}
-    _report(metrics, tmp_path, "t: final metrics")
+    _report(metrics, tmp_path, "a_long_task_name: final metrics")  # wider than the columns: on one line still
     shown = capsys.readouterr().out
+    assert "a_long_task_name: final metrics" in shown
     assert "train/loss " in shown and "val/loss" in shown and "g/acc_step" in shown
     assert "train/loss_step" not in shown and "train/loss_epoch" not in shown
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
