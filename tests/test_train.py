@@ -568,9 +568,9 @@ def test_the_speed_column_reads_a_rate_from_one_update():
     moment it filled (it read 0.00it/s)."""
     from types import SimpleNamespace
 
-    from seqgen.callbacks.runtime import _SpeedColumn
+    from seqgen.callbacks.runtime import speed_column
 
-    column = _SpeedColumn(style="none")
+    column = speed_column("none")
     render = lambda **task: column.render(SimpleNamespace(**task)).plain  # noqa: E731
     assert render(speed=250.0, completed=41, finished_time=None, elapsed=9.0) == "250.00it/s"
     assert render(speed=None, completed=41, finished_time=0.05, elapsed=3.0) == "820.00it/s"

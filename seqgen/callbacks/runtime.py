@@ -3,6 +3,7 @@ and plain-data extras (tokenizer, task name) inside checkpoints."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import lightning as L
@@ -481,7 +482,10 @@ class ModelSummary(RichModelSummary):
                       + f", {model_size:.2f} MB")
 
 
+@functools.cache
 def _speed_column_class() -> type:
+    """Lightning's speed column with a rate from a single update (made on first use: rich loads with
+    the bar)."""
     from lightning.pytorch.callbacks.progress.rich_progress import ProcessingSpeedColumn
     from rich.text import Text
 
@@ -496,14 +500,8 @@ def _speed_column_class() -> type:
     return SpeedColumn
 
 
-def _SpeedColumn(style: Any) -> Any:  # noqa: N802 (a class made on first use: rich loads with the bar)
-    global _SPEED_COLUMN
-    if _SPEED_COLUMN is None:
-        _SPEED_COLUMN = _speed_column_class()
-    return _SPEED_COLUMN(style)
-
-
-_SPEED_COLUMN: type | None = None
+def speed_column(style: Any) -> Any:
+    return _speed_column_class()(style)
 
 
 class ProgressBar(RichProgressBar):
@@ -530,7 +528,7 @@ class ProgressBar(RichProgressBar):
         validation of one batch): it read 0.00 it/s there."""
         from lightning.pytorch.callbacks.progress.rich_progress import ProcessingSpeedColumn
 
-        return [_SpeedColumn(style=c.style) if type(c) is ProcessingSpeedColumn else c
+        return [speed_column(c.style) if type(c) is ProcessingSpeedColumn else c
                 for c in super().configure_columns(trainer)]
 
     @property
