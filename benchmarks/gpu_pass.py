@@ -51,17 +51,25 @@ DDP_ROW = "digits MLP, trainer=ddp devices=1 (steps/s)"
 SYNC_ROW = "host syncs per training step"
 
 
-def _timed_row(tmp: Path, device: str, tiny: bool, steps: int, warmup: int, row: tuple, variant: str) -> list[object]:
+def row_overrides(name: str, variant: str, device: str, tiny: bool) -> tuple[list[str], str]:
+    """The seqgen run's overrides for a row of the plan (without its ``max_steps``) and the precision the
+    plain loop beside it runs in: the two always the same."""
+    accel = "gpu" if device == "cuda" else "cpu"
+    precision = "bf16-mixed" if variant == "bf16-mixed" else "32-true"
+    common = [f"trainer.precision={precision}", f"trainer.accelerator={accel}", "trainer.max_epochs=-1",
+              "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
+    if name == DDP_ROW:  # trainer=ddp would set bf16-mixed and every device: one device, the row's precision
+        return ["task=digits_mlp", "trainer=ddp", "trainer.devices=1", *common], precision
+    _, task, _, tiny_over = next(row for row in ROWS if row[0] == name)
+    return [*task, *(tiny_over if tiny else []), *common, *(["model.compile=true"] if variant == "compile" else [])], precision
+
+
+def _timed_row(tmp: Path, device: str, tiny: bool, steps: int, warmup: int, name: str, variant: str) -> list[object]:
     """The plain loop and seqgen timed over ``steps`` steps after ``max(warmup, K)``: seqgen's clock
     starts at the first group that begins after the warm-up (a first group of K >= warmup steps holds
-    the cold first step), and the plain loop leaves as many out."""
-    name, task, per_step, tiny_over = row
-    accel = "gpu" if device == "cuda" else "cpu"
-    precision = "32-true" if variant != "bf16-mixed" else "bf16-mixed"
-    over = [*task, *(tiny_over if tiny else []), f"trainer.precision={precision}", f"trainer.accelerator={accel}",
-            "trainer.max_epochs=-1", "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
-    if variant == "compile":
-        over.append("model.compile=true")
+    the cold first step), and the plain loop leaves as many out. The DDP row: the strategy's own
+    per-step cost with one device, against the plain loop."""
+    over, precision = row_overrides(name, variant, device, tiny)
     tag = f"{name[:4]}-{variant}".replace(" ", "_")
     cfg = make_cfg(tmp / tag, over)
     k = int(cfg.get("steps_per_execution", 1))
@@ -69,22 +77,8 @@ def _timed_row(tmp: Path, device: str, tiny: bool, steps: int, warmup: int, row:
     with contextlib.redirect_stdout(io.StringIO()):
         plain = plain_loop(cfg, steps, max(warmup, k), precision, device, compile=variant == "compile")
         ours = seqgen_run(make_cfg(tmp / f"{tag}-s", over), steps, warmup).steps_per_sec
-    scale = per_step(cfg)
+    scale = 1 if name == DDP_ROW else next(row for row in ROWS if row[0] == name)[2](cfg)
     return [name, variant, k, round(plain * scale, 1), round(ours * scale, 1), round(ours / plain, 3)]
-
-
-def _ddp_row(tmp: Path, device: str, steps: int, warmup: int) -> list[object]:
-    """DDP with one device: the strategy's own per-step cost against the plain loop."""
-    accel = "gpu" if device == "cuda" else "cpu"
-    over = ["task=digits_mlp", "trainer=ddp", "trainer.devices=1", f"trainer.accelerator={accel}", "trainer.max_epochs=-1",
-            "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
-    cfg = make_cfg(tmp / "ddp", over)
-    k = int(cfg.get("steps_per_execution", 1))
-    over.append(f"trainer.max_steps={steps + max(warmup, k)}")
-    with contextlib.redirect_stdout(io.StringIO()):
-        plain = plain_loop(cfg, steps, max(warmup, k), "32-true", device)
-        ours = seqgen_run(make_cfg(tmp / "ddp_s", over), steps, warmup).steps_per_sec
-    return [DDP_ROW, "fp32", k, round(plain, 1), round(ours, 1), round(ours / plain, 3)]
 
 
 def plan(device: str, tiny: bool) -> list[tuple[str, str]]:
@@ -109,19 +103,16 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int, budget_
     ``progress(rows)`` is called after each row; ``clock()`` reads seconds. Returns the rows and whether
     all of them ran."""
     rows, ok, t0 = [], True, clock()
-    by_name = {row[0]: row for row in ROWS}
     for name, variant in plan(device, tiny):
         if clock() - t0 > budget_s:
             rows.append([name, variant, "-", "-", "-", f"not run: the {budget_s:.0f} s budget was spent"])
             ok = False
         else:
             try:
-                if name == DDP_ROW:
-                    rows.append(_ddp_row(tmp, device, steps, warmup))
-                elif name == SYNC_ROW:
+                if name == SYNC_ROW:
                     rows.append([SYNC_ROW, "fp32", 8, "-", sync_count(tmp, device), "-"])
                 else:
-                    rows.append(_timed_row(tmp, device, tiny, steps, warmup, by_name[name], variant))
+                    rows.append(_timed_row(tmp, device, tiny, steps, warmup, name, variant))
             except Exception as e:  # one broken row must not cost the machine's whole pass
                 traceback.print_exc()
                 rows.append([name, variant, "-", "-", "-", f"failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}"

@@ -227,13 +227,12 @@ def test_the_gpu_pass_keeps_going_past_a_failed_row_and_stops_starting_rows_at_i
 
     clock = iter(range(0, 10_000, 10))  # every row takes 10 s of this clock
 
-    def timed(tmp, device, tiny, steps, warmup, row, variant):
-        if (row[0], variant) == ("word LM (tokens/s)", "fp32"):
+    def timed(tmp, device, tiny, steps, warmup, name, variant):
+        if (name, variant) == ("word LM (tokens/s)", "fp32"):
             raise RuntimeError("CUDA out of memory\nmore lines")
-        return [row[0], variant, 8, 1.0, 1.0, 1.0]
+        return [name, variant, 8, 1.0, 1.0, 1.0]
 
     monkeypatch.setattr(gpu_pass, "_timed_row", timed)
-    monkeypatch.setattr(gpu_pass, "_ddp_row", lambda *a: [gpu_pass.DDP_ROW, "fp32", 32, 1.0, 1.0, 1.0])
     monkeypatch.setattr(gpu_pass, "sync_count", lambda tmp, device: "0.00 (0 in 8 steps)")
     jobs = gpu_pass.plan("cuda", tiny=False)
     assert jobs[-3:] == [(name, "compile") for name, *_ in gpu_pass.ROWS[:3]]  # no compiled translator
@@ -248,6 +247,27 @@ def test_the_gpu_pass_keeps_going_past_a_failed_row_and_stops_starting_rows_at_i
     assert len(ran) == 10 and ran[-1] == [gpu_pass.SYNC_ROW, "fp32", 8, "-", "0.00 (0 in 8 steps)", "-"]  # within 105 s
     assert all(s == "not run: the 105 s budget was spent" for s in status[10:]) and rows[-1][1] == "compile"
     assert [r[0] for r in rows[:10]][-2:] == [gpu_pass.DDP_ROW, gpu_pass.SYNC_ROW]
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_every_gpu_pass_row_runs_seqgen_in_the_plain_loops_precision(monkeypatch, tmp_path, device):
+    """Each timed row of the GPU pass composes a seqgen run in the precision its plain loop runs in, on the
+    row's accelerator, with one device (``trainer=ddp`` alone would give bf16-mixed on every GPU: the DDP
+    row compared a bf16 seqgen with an fp32 plain loop), compiled exactly in the compiled rows."""
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_pass
+
+    jobs = [j for j in gpu_pass.plan(device, tiny=False) if j[0] != gpu_pass.SYNC_ROW]
+    assert gpu_pass.DDP_ROW in {name for name, _ in jobs}
+    for name, variant in jobs:
+        over, precision = gpu_pass.row_overrides(name, variant, device, tiny=False)
+        cfg = gpu_pass.make_cfg(tmp_path / "x", over)
+        assert precision == ("bf16-mixed" if variant == "bf16-mixed" else "32-true")
+        assert (cfg.trainer.precision, cfg.trainer.accelerator, cfg.trainer.devices) == \
+            (precision, "gpu" if device == "cuda" else "cpu", 1), (name, variant)
+        assert bool(cfg.model.get("compile", False)) == (variant == "compile"), (name, variant)
 
 
 @pytest.mark.parametrize("poisoned", [10, 8])
