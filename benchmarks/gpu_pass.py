@@ -104,7 +104,8 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int, budget_
     all of them ran."""
     rows, ok, t0 = [], True, clock()
     for name, variant in plan(device, tiny):
-        if clock() - t0 > budget_s:
+        started = clock()
+        if started - t0 > budget_s:
             rows.append([name, variant, "-", "-", "-", f"not run: the {budget_s:.0f} s budget was spent"])
             ok = False
         else:
@@ -118,7 +119,7 @@ def measure(tmp: Path, device: str, tiny: bool, steps: int, warmup: int, budget_
                 rows.append([name, variant, "-", "-", "-", f"failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}"
                              if str(e) else f"failed: {type(e).__name__}"])
                 ok = False
-        print(rows[-1], flush=True)
+        print(f"{clock() - started:5.0f} s  {rows[-1]}", flush=True)  # which rows take the machine's time
         progress(rows)
     return rows, ok
 
