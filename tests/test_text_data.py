@@ -248,3 +248,21 @@ def test_word_lm_loss_falls_on_real_multi30k_english(tmp_path, learn_seed, lesso
     # uniform over the vocabulary: 2,000; the add-one unigram model of train on test: 155
     lesson("test perplexity (unigram model: 155)", metrics["test/ppl"], "<", 75)
     assert not any(k.endswith("bpc") for k in metrics), metrics  # a word model: no bits per character
+
+
+def test_padded_rows_gather_exactly_what_pad_batch_builds():
+    """A batch gathered from the table padded once equals ``pad_batch`` of the batch's sequences:
+    values, the batch's own width (1 for a batch of empty sequences), dtype, contiguity; for random
+    batches of random sequences, the empty one and repeats included."""
+    import random
+
+    from seqgen.data.text import PaddedRows, pad_batch
+
+    rng = random.Random(20)
+    seqs = [[rng.randrange(4, 50) for _ in range(rng.randrange(0, 15))] for _ in range(200)] + [[]]
+    rows = PaddedRows(seqs, pad_id=0)
+    batches = [[rng.randrange(len(seqs)) for _ in range(rng.randrange(1, 40))] for _ in range(100)] + [[200], [200, 200]]
+    for idx in batches:
+        got, want = rows(idx), pad_batch([seqs[i] for i in idx])[0]
+        assert got.dtype == want.dtype and got.is_contiguous() and torch.equal(got, want), idx
+    assert PaddedRows([[5, 6], [7]], pad_id=9)([1, 0]).tolist() == [[7, 9], [5, 6]]

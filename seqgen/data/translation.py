@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from seqgen.data.download import Resource, default_data_dir
 from seqgen.data.registry import ReaderDataModule, Readers
 from seqgen.data.splits import subsample
-from seqgen.data.text import bucket_loader, pad_batch
+from seqgen.data.text import PaddedRows, bucket_loader
 from seqgen.data.tokenizers import Tokenizer, train_seq_tokenizer
 from seqgen.errors import ConfigError, DataError
 
@@ -248,12 +248,14 @@ class TranslationDataModule(ReaderDataModule):
     def _collate(self, split: str):
         src_ids, tgt_ids = self.ids[split]
         src_text, tgt_text = self.texts[split]
+        src_rows, tgt_rows = PaddedRows(src_ids, PAD_ID), PaddedRows(tgt_ids, PAD_ID)  # padded once, gathered a batch at a time
+        src_lengths = [max(1, n) for n in src_rows.lengths]
 
         def collate(idx: list[int]) -> dict[str, Any]:
-            batch = {"src": pad_batch([src_ids[i] for i in idx])[0], "tgt": pad_batch([tgt_ids[i] for i in idx])[0],
+            batch = {"src": src_rows(idx), "tgt": tgt_rows(idx),
                      # the source lengths as Python ints: packing needs them on the CPU, and a list stays
                      # there when the batch moves to the GPU (no device-to-host read per step)
-                     "src_lengths": [max(1, len(src_ids[i])) for i in idx]}
+                     "src_lengths": [src_lengths[i] for i in idx]}
             if split != "train":  # texts and positions, for BLEU and the gathered translations only
                 batch.update(src_text=[src_text[i] for i in idx], tgt_text=[tgt_text[i] for i in idx],
                              index=torch.as_tensor(idx, dtype=torch.long))
