@@ -266,3 +266,4 @@ def test_padded_rows_gather_exactly_what_pad_batch_builds():
         got, want = rows(idx), pad_batch([seqs[i] for i in idx])[0]
         assert got.dtype == want.dtype and got.is_contiguous() and torch.equal(got, want), idx
     assert PaddedRows([[5, 6], [7]], pad_id=9)([1, 0]).tolist() == [[7, 9], [5, 6]]
+    assert PaddedRows([[], []], pad_id=3)([1, 0]).tolist() == [[3], [3]]  # no tokens at all

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from seqgen.data.download import Resource, default_data_dir, extract_once, fetch
 from seqgen.data.registry import ReaderDataModule, Readers
 from seqgen.data.splits import stratified_split, subsample
-from seqgen.data.text import bucket_loader, pad_batch
+from seqgen.data.text import PaddedRows, bucket_loader
 from seqgen.data.tokenizers import Tokenizer, train_seq_tokenizer
 from seqgen.errors import ConfigError, DataError
 
@@ -222,12 +222,13 @@ class TextClassificationDataModule(ReaderDataModule):
 
     def _collate(self, split: str):
         ids, labels = self.splits[split]
+        rows = PaddedRows(ids)  # the split's tokens as one tensor, each batch padded from it
+        sizes = rows.lengths
 
         def collate(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-            tokens, sizes = pad_batch([ids[i] for i in idx])
             # the token counts as Python ints: a recurrent encoder packs its batch by them, which needs
             # them on the host; counted on a GPU from the tokens, they would cost a sync every step
-            return tokens, labels[torch.as_tensor(idx)], sizes.tolist()
+            return rows(idx), labels[torch.as_tensor(idx)], [sizes[i] for i in idx]
 
         return collate
 
