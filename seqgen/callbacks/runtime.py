@@ -259,13 +259,9 @@ class Throughput(L.Callback):
 
     @staticmethod
     def _last_step(trainer: L.Trainer) -> bool:
-        """Whether the training step that just ended is the run's last one."""
-        max_steps = trainer.max_steps
-        if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
-            return True
-        max_epochs = trainer.max_epochs
-        return bool(trainer.is_last_batch and max_epochs is not None and max_epochs >= 0
-                    and trainer.current_epoch + 1 >= max_epochs)
+        """Whether the training step that just ended is the run's last one: ``max_steps`` reached, or
+        the last batch of the fit's last epoch."""
+        return _training_ends(trainer) and (trainer.is_last_batch or _max_steps_reached(trainer))
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         import time
@@ -448,10 +444,14 @@ class RunCheckpoint(ModelCheckpoint):
 def _training_ends(trainer: L.Trainer) -> bool:
     """Whether the epoch now ending is the last of the fit (as far as a callback can tell before
     Lightning's loop decides; a wrong yes only costs a save)."""
-    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
-    return bool(trainer.should_stop
-                or (max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs)
-                or (max_steps not in (None, -1) and trainer.global_step >= max_steps))
+    max_epochs = trainer.max_epochs
+    return bool(trainer.should_stop or (max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs)
+                or _max_steps_reached(trainer))
+
+
+def _max_steps_reached(trainer: L.Trainer) -> bool:
+    max_steps = trainer.max_steps
+    return max_steps not in (None, -1) and trainer.global_step >= max_steps
 
 
 class ModelSummary(RichModelSummary):
