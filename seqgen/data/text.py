@@ -57,11 +57,11 @@ class PaddedRows:
     def __call__(self, idx: list[int]) -> torch.Tensor:
         lengths = self.lengths
         width = max(1, max((lengths[i] for i in idx), default=0))
+        if not self._flat.numel():  # no tokens at all
+            return torch.full((len(idx), width), self.pad_id, dtype=torch.long)
         rows = torch.as_tensor(idx, dtype=torch.long)
         cols = torch.arange(width)
         inside = cols < self._lengths[rows].unsqueeze(1)
-        if not self._flat.numel():
-            return torch.full((len(idx), width), self.pad_id, dtype=torch.long)
         where = (self._starts[rows].unsqueeze(1) + cols).clamp_(max=self._flat.numel() - 1)
         return torch.where(inside, self._flat[where], self.pad_id)
 
