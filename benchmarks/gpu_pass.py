@@ -47,6 +47,7 @@ ROWS = [
     ("dates translator (steps/s)", ["task=dates_attn", "data.num_train=2000", "data.num_eval=100"], lambda c: 1,
      ["model.net.hidden_size=16", "data.num_train=200", "data.num_eval=20"]),
 ]
+BY_NAME = {row[0]: row for row in ROWS}
 DDP_ROW = "digits MLP, trainer=ddp devices=1 (steps/s)"
 SYNC_ROW = "host syncs per training step"
 
@@ -60,7 +61,7 @@ def row_overrides(name: str, variant: str, device: str, tiny: bool) -> tuple[lis
               "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", *QUIET]
     if name == DDP_ROW:  # trainer=ddp would set bf16-mixed and every device: one device, the row's precision
         return ["task=digits_mlp", "trainer=ddp", "trainer.devices=1", *common], precision
-    _, task, _, tiny_over = next(row for row in ROWS if row[0] == name)
+    _, task, _, tiny_over = BY_NAME[name]
     return [*task, *(tiny_over if tiny else []), *common, *(["model.compile=true"] if variant == "compile" else [])], precision
 
 
@@ -77,7 +78,7 @@ def _timed_row(tmp: Path, device: str, tiny: bool, steps: int, warmup: int, name
     with contextlib.redirect_stdout(io.StringIO()):
         plain = plain_loop(cfg, steps, max(warmup, k), precision, device, compile=variant == "compile")
         ours = seqgen_run(make_cfg(tmp / f"{tag}-s", over), steps, warmup).steps_per_sec
-    scale = 1 if name == DDP_ROW else next(row for row in ROWS if row[0] == name)[2](cfg)
+    scale = 1 if name == DDP_ROW else BY_NAME[name][2](cfg)
     return [name, variant, k, round(plain * scale, 1), round(ours * scale, 1), round(ours / plain, 3)]
 
 
